@@ -1,0 +1,321 @@
+"""Replay buffers for recurrent double DQN, as pure functions on a pytree state (flashbax style).
+
+Both buffers share one ring of *rows*. An episode of T transitions is stored as T + 1 rows:
+row t holds obs_t, the action taken on it and the reward that followed; the extra final row holds
+the episode's final observation and carries no action. Keeping that row lets the loss take the
+bootstrap for transition t from Q[t + 1] of the same forward pass (BATCHING.md), and it is the
+only extra cost. Capacity is counted in rows.
+
+Writes are contiguous, so the ring always overwrites its oldest row first; an episode is handed out
+only while its first and last rows still carry its id, which is exactly while it is whole.
+
+- TapeBuffer samples a fixed-size tape [N] of whole episodes, packed end to end, padded at the end.
+- SegmentBuffer samples [B, burn_in + L + 1] windows cut from episodes (DRQN / R2D2), zero-padded,
+  optionally with the memory state stored at collection time.
+
+Shapes are static under jit: the tape size, batch size, segment length and burn-in are Python ints.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class Episodes:
+    """A batch of whole episodes as the collector emits them, padded to R rows each.
+
+    obs [E, R, D] float32; action [E, R] int32 (action taken on obs r; meaningless on the final row);
+    reward [E, R] float32 (reward that followed action r); reset [E, R] bool (memory start flag of
+    each row: True on row 0 and, when the memory resets at trial boundaries, on trial starts);
+    n_rows [E] int32 (T + 1; 0 marks a padding episode); terminated [E] bool (True: the episode ended
+    in a terminal state, so its last transition does not bootstrap; False: truncation);
+    state: memory-state pytree with leaves [E, R, ...] carried INTO each row, or None.
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    reset: jax.Array
+    n_rows: jax.Array
+    terminated: jax.Array
+    state: Any = None
+
+
+@struct.dataclass
+class BufferState:
+    """The ring of rows. Per-row episode bookkeeping: ep_id (-1 = never written), offset of the row
+    within its episode, ep_start (ring index of the episode's first row), ep_rows (its row count)."""
+
+    obs: jax.Array  # [C, D]
+    action: jax.Array  # [C]
+    reward: jax.Array  # [C]
+    reset: jax.Array  # [C] bool
+    last: jax.Array  # [C] bool: the episode's final row (no action)
+    terminated: jax.Array  # [C] bool: on final rows, the episode terminated (no bootstrap)
+    ep_id: jax.Array  # [C] int32
+    offset: jax.Array  # [C] int32
+    ep_start: jax.Array  # [C] int32
+    ep_rows: jax.Array  # [C] int32
+    state: Any  # pytree [C, ...] or None
+    ptr: jax.Array  # next ring index to write
+    next_id: jax.Array  # id of the next episode added
+    rows_added: jax.Array  # total rows ever written (for statistics)
+
+
+@struct.dataclass
+class Tape:
+    """A tape of whole episodes, [N] rows. reset: memory start flags (True at every episode start and
+    on padding rows); valid: the row belongs to a sampled episode; mask: the row is a transition that
+    enters the loss (valid and not a final row); bootstrap: 0.0 where the transition's next row ends
+    a terminated episode, else 1.0."""
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    reset: jax.Array
+    valid: jax.Array
+    mask: jax.Array
+    bootstrap: jax.Array
+
+
+@struct.dataclass
+class Segments:
+    """B windows of W = burn_in + L + 1 rows each, fields [B, W, ...] as in Tape. The window of a
+    segment starting at row s covers rows s - burn_in .. s + L of its episode; rows outside the
+    episode are zero padding (valid False, reset True). mask covers only the L rows s .. s + L - 1
+    that are transitions; row s + L is there for the bootstrap. init_state: memory state [B, ...]
+    carried into the window's first row (R2D2's stored state), or None for the initial state (DRQN)."""
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    reset: jax.Array
+    valid: jax.Array
+    mask: jax.Array
+    bootstrap: jax.Array
+    init_state: Any = None
+    burn_in: int = struct.field(pytree_node=False, default=0)
+
+
+def init(capacity: int, obs_dim: int, state_example: Any = None) -> BufferState:
+    """An empty ring of `capacity` rows. state_example: one unbatched memory state to store per row
+    (R2D2), or None to store none."""
+    if capacity < 2:
+        raise ValueError(f"buffer capacity must be at least 2 rows, got {capacity}")
+    c = capacity
+    state = None
+    if state_example is not None:
+        state = jax.tree.map(lambda x: jnp.zeros((c,) + jnp.shape(x), jnp.result_type(x)), state_example)
+    return BufferState(
+        obs=jnp.zeros((c, obs_dim), jnp.float32),
+        action=jnp.zeros((c,), jnp.int32),
+        reward=jnp.zeros((c,), jnp.float32),
+        reset=jnp.zeros((c,), bool),
+        last=jnp.zeros((c,), bool),
+        terminated=jnp.zeros((c,), bool),
+        ep_id=jnp.full((c,), -1, jnp.int32),
+        offset=jnp.zeros((c,), jnp.int32),
+        ep_start=jnp.zeros((c,), jnp.int32),
+        ep_rows=jnp.zeros((c,), jnp.int32),
+        state=state,
+        ptr=jnp.zeros((), jnp.int32),
+        next_id=jnp.zeros((), jnp.int32),
+        rows_added=jnp.zeros((), jnp.int32),
+    )
+
+
+def capacity(state: BufferState) -> int:
+    return state.obs.shape[0]
+
+
+def bytes_needed(capacity: int, obs_dim: int, state_example: Any = None) -> int:
+    """Memory the ring of `capacity` rows will take, in bytes (for up-front checks)."""
+    per_row = 4 * obs_dim + 4 + 4 + 1 + 1 + 1 + 4 * 4
+    if state_example is not None:
+        per_row += sum(int(jnp.size(x)) * jnp.result_type(x).itemsize for x in jax.tree.leaves(state_example))
+    return capacity * per_row
+
+
+def add(state: BufferState, eps: Episodes) -> BufferState:
+    """Append a batch of whole episodes, in order, overwriting the oldest rows.
+
+    All E * R padded rows must fit in the ring (checked statically) so that one call never
+    overwrites its own rows."""
+    c = capacity(state)
+    n_ep, r = eps.action.shape
+    if n_ep * r > c:
+        raise ValueError(f"adding {n_ep} episodes of up to {r} rows needs more than the buffer's {c} rows")
+    rows = eps.n_rows.astype(jnp.int32)
+    first = state.ptr + jnp.cumsum(rows) - rows  # unwrapped start of each episode
+    local = jnp.arange(r, dtype=jnp.int32)[None, :]
+    written = local < rows[:, None]
+    ring = (first[:, None] + local) % c
+    idx = jnp.where(written, ring, c).reshape(-1)  # index c is out of range: dropped
+
+    def put(buf, val):
+        return buf.at[idx].set(val.reshape((n_ep * r,) + val.shape[2:]).astype(buf.dtype), mode="drop")
+
+    ids = state.next_id + jnp.arange(n_ep, dtype=jnp.int32)
+    is_last = local == rows[:, None] - 1
+    bcast = lambda v: jnp.broadcast_to(v[:, None], (n_ep, r))
+    new_state = None
+    if state.state is not None:
+        new_state = jax.tree.map(put, state.state, eps.state)
+    total = rows.sum()
+    return state.replace(
+        obs=put(state.obs, eps.obs),
+        action=put(state.action, eps.action),
+        reward=put(state.reward, eps.reward),
+        reset=put(state.reset, eps.reset | (local == 0)),
+        last=put(state.last, is_last),
+        terminated=put(state.terminated, is_last & bcast(eps.terminated)),
+        ep_id=put(state.ep_id, bcast(ids)),
+        offset=put(state.offset, jnp.broadcast_to(local, (n_ep, r))),
+        ep_start=put(state.ep_start, bcast(first % c)),
+        ep_rows=put(state.ep_rows, bcast(rows)),
+        state=new_state,
+        ptr=(state.ptr + total) % c,
+        next_id=state.next_id + n_ep,
+        rows_added=state.rows_added + total,
+    )
+
+
+def intact(state: BufferState) -> jax.Array:
+    """[C] bool: the row belongs to an episode none of whose rows has been overwritten."""
+    c = capacity(state)
+    end = (state.ep_start + state.ep_rows - 1) % c
+    return (
+        (state.ep_id >= 0)
+        & (state.ep_id[state.ep_start] == state.ep_id)
+        & (state.ep_id[end] == state.ep_id)
+    )
+
+
+def num_transitions(state: BufferState) -> jax.Array:
+    """Number of transitions (non-final rows) of whole episodes currently held."""
+    return jnp.sum(intact(state) & ~state.last)
+
+
+def _gather(state: BufferState, ring: jax.Array, valid: jax.Array):
+    """Gather rows at ring indices; padding rows are zero and carry a reset flag."""
+    zero = lambda x: jnp.where(valid.reshape(valid.shape + (1,) * (x.ndim - valid.ndim)), x, 0)
+    last = state.last[ring] & valid
+    return dict(
+        obs=zero(state.obs[ring]),
+        action=zero(state.action[ring]),
+        reward=zero(state.reward[ring]),
+        reset=state.reset[ring] | ~valid,
+        valid=valid,
+        mask=valid & ~last,
+        end_terminal=last & state.terminated[ring],
+    )
+
+
+def _bootstrap(end_terminal: jax.Array) -> jax.Array:
+    """bootstrap[t] = 0 when row t + 1 is the final row of a terminated episode (along the last axis)."""
+    nxt = jnp.concatenate([end_terminal[..., 1:], jnp.zeros_like(end_terminal[..., :1])], axis=-1)
+    return jnp.where(nxt, 0.0, 1.0).astype(jnp.float32)
+
+
+class TapeBuffer:
+    """Tape-based batching: whole episodes concatenated into one fixed-size tape."""
+
+    init = staticmethod(init)
+    add = staticmethod(add)
+
+    @staticmethod
+    def sample(state: BufferState, key: jax.Array, tape_size: int, max_episodes: int | None = None) -> Tape:
+        """A tape of `tape_size` rows made of whole episodes drawn uniformly without replacement
+        from every intact episode (the newest included), packed greedily in random order: an
+        episode that does not fit in the room left is skipped and the next one tried. Rows after
+        the last packed episode are padding. max_episodes (static) bounds how many episodes are
+        tried; default tape_size // 2, enough because every episode has at least 2 rows."""
+        c = capacity(state)
+        n = tape_size
+        k = min(max_episodes or max(n // 2, 1), c)
+        starts = intact(state) & (state.offset == 0)
+        score = jnp.where(starts, jax.random.uniform(key, (c,)), -1.0)
+        top, cand = jax.lax.top_k(score, k)
+        ok = top >= 0.0
+        lengths = jnp.where(ok, state.ep_rows[cand], 0)
+
+        def pack(used, x):
+            length, good = x
+            take = good & (used + length <= n)
+            return used + jnp.where(take, length, 0), (take, used)
+
+        used, (take, tape_start) = jax.lax.scan(pack, jnp.zeros((), jnp.int32), (lengths, ok))
+        marks = jnp.zeros((n,), jnp.int32).at[jnp.where(take, tape_start, n)].set(
+            jnp.arange(1, k + 1, dtype=jnp.int32), mode="drop"
+        )
+        owner = jax.lax.cummax(marks) - 1  # candidate that covers each tape position
+        pos = jnp.arange(n, dtype=jnp.int32)
+        o = jnp.maximum(owner, 0)
+        valid = (owner >= 0) & (pos < used)
+        ring = (cand[o] + pos - tape_start[o]) % c
+        g = _gather(state, ring, valid)
+        return Tape(
+            obs=g["obs"],
+            action=g["action"],
+            reward=g["reward"],
+            reset=g["reset"],
+            valid=g["valid"],
+            mask=g["mask"],
+            bootstrap=_bootstrap(g["end_terminal"]),
+        )
+
+
+class SegmentBuffer:
+    """Segment-based batching (DRQN, or R2D2 with a stored state and burn-in)."""
+
+    init = staticmethod(init)
+    add = staticmethod(add)
+
+    @staticmethod
+    def sample(
+        state: BufferState,
+        key: jax.Array,
+        batch_size: int,
+        length: int,
+        burn_in: int = 0,
+        stride: int | None = None,
+        stored_state: bool = False,
+    ) -> Segments:
+        """B segments of L transitions, drawn uniformly with replacement among the segment starts of
+        intact episodes: every `stride`-th transition of an episode (stride defaults to L, the usual
+        non-overlapping chunks). Each window also holds up to `burn_in` rows before the start and the
+        row after the last transition (for the bootstrap), zero-padded outside the episode.
+        stored_state: return the memory state stored at collection time for the window's first row
+        inside the episode (requires a buffer initialised with a state example)."""
+        c = capacity(state)
+        stride = stride or length
+        can_start = intact(state) & ~state.last & (state.offset % stride == 0)
+        p = can_start.astype(jnp.float32)
+        s = jax.random.choice(key, c, (batch_size,), p=p / jnp.maximum(p.sum(), 1.0))
+        rel = jnp.arange(-burn_in, length + 1, dtype=jnp.int32)[None, :]
+        in_episode = state.offset[s][:, None] + rel
+        valid = (in_episode >= 0) & (in_episode < state.ep_rows[s][:, None]) & can_start[s][:, None]
+        ring = (s[:, None] + rel) % c
+        g = _gather(state, ring, valid)
+        train = (rel >= 0) & (rel < length)
+        init_state = None
+        if stored_state:
+            if state.state is None:
+                raise ValueError("stored_state needs a buffer initialised with a state example")
+            first = (s - jnp.minimum(state.offset[s], burn_in)) % c
+            init_state = jax.tree.map(lambda x: x[first], state.state)
+        return Segments(
+            obs=g["obs"],
+            action=g["action"],
+            reward=g["reward"],
+            reset=g["reset"],
+            valid=valid,
+            mask=g["mask"] & train,
+            bootstrap=_bootstrap(g["end_terminal"]),
+            init_state=init_state,
+            burn_in=burn_in,
+        )

@@ -1,0 +1,212 @@
+"""Collection from real NeuroGym environments stepped in Python (the `neurogym` backend).
+
+N envs run in lockstep; one jitted policy step per vector step carries every env's memory state
+and explores with our own PRNG (neurogym's reset() samples from an action space seeded at 0 in
+every env, so we never rely on it). NeuroGym tasks never end by themselves: an RL episode is cut
+after `trials` finished trials or `max_steps` steps, whichever comes first, and the cut is a
+truncation. With `reset_on_trial` the memory also resets at every trial boundary.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import numpy as np
+
+from buffer import Episodes
+from collector.ngym_compat import make_env
+from collector.policy import batched_initial_state, policy_step
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """How an RL episode is cut from the endless stream of trials."""
+
+    trials: int | None = 5  # end the episode after this many finished trials (None: steps only)
+    max_steps: int = 500  # and after at most this many steps
+    reset_on_trial: bool = True  # reset the memory at every trial boundary too
+
+    @property
+    def max_rows(self) -> int:
+        """Rows an episode can take in a buffer: its transitions plus its final observation."""
+        return self.max_steps + 1
+
+
+def env_seeds(seed: int, stream: int, n: int) -> list[int]:
+    """Independent per-env seeds; `stream` separates training envs (0) from evaluation envs (1)."""
+    return [int(s) for s in np.random.SeedSequence([seed, stream]).generate_state(n)]
+
+
+@dataclass
+class TrialStats:
+    """Trials finished during a call, in order of completion (first trial of each env dropped,
+    because neurogym's reset() already consumed its first step with a random action)."""
+
+    performance: np.ndarray  # [n] 1.0 if the trial ended with a correct choice
+    reward: np.ndarray  # [n] total reward of the trial
+    steps: np.ndarray  # [n] steps the trial took
+
+
+class HostCollector:
+    """N seeded NeuroGym envs plus the per-env episode being recorded."""
+
+    def __init__(self, task, task_kwargs, num_envs, seed, stream, network, spec: EpisodeSpec, store_state=False):
+        self.network, self.spec, self.n = network, spec, num_envs
+        self.envs = [make_env(task, **(task_kwargs or {})) for _ in range(num_envs)]
+        for env, s in zip(self.envs, env_seeds(seed, stream, num_envs)):
+            env.unwrapped.seed(s)
+        first = [np.array(env.reset()[0], np.float32).reshape(-1) for env in self.envs]
+        self.obs = np.stack(first)
+        self.obs_dim = self.obs.shape[1]
+        self.num_actions = int(self.envs[0].action_space.n)
+        self.state = batched_initial_state(network, self.obs_dim, num_envs)
+        self.start = np.ones(num_envs, bool)
+        n, r = num_envs, spec.max_rows
+        self.rec_obs = np.zeros((n, r, self.obs_dim), np.float32)
+        self.rec_action = np.zeros((n, r), np.int32)
+        self.rec_reward = np.zeros((n, r), np.float32)
+        self.rec_reset = np.zeros((n, r), bool)
+        self.store_state = store_state
+        self.rec_state = (
+            jax.tree.map(lambda x: np.zeros((n, r) + x.shape[1:], x.dtype), self.state) if store_state else None
+        )
+        self.pos = np.zeros(n, np.int64)
+        self.ep_trials = np.zeros(n, np.int64)
+        self.trial_reward = np.zeros(n, np.float64)
+        self.trial_steps = np.zeros(n, np.int64)
+        self.first_trial = np.ones(n, bool)
+        self.env_steps = 0
+
+    def run(self, params, num_steps: int, epsilon: float, key, record: bool = True):
+        """Step every env `num_steps` times. Returns (Episodes of the episodes that ended, padded
+        to a power-of-two count, or None; TrialStats)."""
+        n, ar = self.n, np.arange(self.n)
+        keys = jax.random.split(key, num_steps)
+        done_eps, perf, trew, tsteps = [], [], [], []
+        rew = np.zeros(n, np.float32)
+        new_trial = np.zeros(n, bool)
+        trial_perf = np.zeros(n, np.float64)
+        for i in range(num_steps):
+            next_obs = np.empty_like(self.obs)  # fresh: jax may still alias the previous array
+            action, new_state, _ = policy_step(
+                self.network, params, self.state, self.obs, self.start, keys[i], epsilon
+            )
+            action = np.asarray(action)
+            if record:
+                p = self.pos
+                self.rec_obs[ar, p] = self.obs
+                self.rec_action[ar, p] = action
+                self.rec_reset[ar, p] = self.start
+                if self.store_state:
+                    jax.tree.map(lambda rec, s: rec.__setitem__((ar, p), np.asarray(s)), self.rec_state, self.state)
+            for j, env in enumerate(self.envs):
+                o, r, _, _, info = env.step(int(action[j]))
+                next_obs[j] = o  # copies: the raw obs is a view into the env's trial buffer
+                rew[j] = r
+                new_trial[j] = bool(info.get("new_trial", False))
+                trial_perf[j] = float(info.get("performance", 0.0)) if new_trial[j] else 0.0
+            if record:
+                self.rec_reward[ar, self.pos] = rew
+            self.pos += 1
+            self.trial_reward += rew
+            self.trial_steps += 1
+            for j in np.flatnonzero(new_trial):
+                if not self.first_trial[j]:
+                    perf.append(trial_perf[j])
+                    trew.append(self.trial_reward[j])
+                    tsteps.append(self.trial_steps[j])
+                self.first_trial[j] = False
+            self.trial_reward[new_trial] = 0.0
+            self.trial_steps[new_trial] = 0
+            self.ep_trials += new_trial
+            next_start = new_trial & self.spec.reset_on_trial
+            ended = self.pos >= self.spec.max_steps
+            if self.spec.trials is not None:
+                ended |= self.ep_trials >= self.spec.trials
+            for j in np.flatnonzero(ended):
+                if record:
+                    done_eps.append(self._finish(j, next_obs[j], next_start[j], new_state))
+                self.pos[j] = 0
+                self.ep_trials[j] = 0
+            next_start = next_start | ended
+            self.obs = next_obs
+            self.start = next_start
+            self.state = new_state
+        self.env_steps += num_steps * n
+        stats = TrialStats(np.asarray(perf, np.float64), np.asarray(trew, np.float64), np.asarray(tsteps, np.int64))
+        return (_stack(done_eps, self.spec.max_rows) if done_eps else None), stats
+
+    def _finish(self, j, final_obs, final_reset, state_after):
+        """Close env j's episode: append its final observation as a row without an action."""
+        t = int(self.pos[j])
+        self.rec_obs[j, t] = final_obs
+        self.rec_action[j, t] = 0
+        self.rec_reward[j, t] = 0.0
+        self.rec_reset[j, t] = final_reset
+        ep = dict(
+            obs=self.rec_obs[j].copy(),
+            action=self.rec_action[j].copy(),
+            reward=self.rec_reward[j].copy(),
+            reset=self.rec_reset[j].copy(),
+            n_rows=t + 1,
+        )
+        if self.store_state:
+            def last_row(rec, s):
+                rec[j, t] = np.asarray(s[j])
+                return rec[j].copy()
+
+            ep["state"] = jax.tree.map(last_row, self.rec_state, state_after)
+        return ep
+
+
+def _stack(episodes: list[dict], rows: int) -> Episodes:
+    """Stack episode dicts into an Episodes batch padded to a power-of-two count (few jit shapes)."""
+    e = 1 << (len(episodes) - 1).bit_length()
+    pad = e - len(episodes)
+    first = episodes[0]
+
+    def stack(key):
+        xs = [ep[key] for ep in episodes]
+        arr = np.stack(xs)
+        if pad:
+            arr = np.concatenate([arr, np.zeros((pad,) + arr.shape[1:], arr.dtype)])
+        return arr
+
+    state = None
+    if "state" in first:
+        leaves = [jax.tree.leaves(ep["state"]) for ep in episodes]
+        treedef = jax.tree.structure(first["state"])
+        stacked = []
+        for k in range(len(leaves[0])):
+            arr = np.stack([lv[k] for lv in leaves])
+            if pad:
+                arr = np.concatenate([arr, np.zeros((pad,) + arr.shape[1:], arr.dtype)])
+            stacked.append(arr)
+        state = jax.tree.unflatten(treedef, stacked)
+    n_rows = np.array([ep["n_rows"] for ep in episodes] + [0] * pad, np.int32)
+    return Episodes(
+        obs=stack("obs"),
+        action=stack("action"),
+        reward=stack("reward"),
+        reset=stack("reset"),
+        n_rows=n_rows,
+        terminated=np.zeros(e, bool),
+        state=state,
+    )
+
+
+def evaluate(network, params, task, task_kwargs, spec: EpisodeSpec, num_envs, seed, num_trials, chunk=64):
+    """Greedy policy on separately seeded envs (the same envs every call) for `num_trials` trials.
+
+    Returns dict(performance=fraction of correct trials as neurogym defines it,
+    reward_per_trial=mean reward per trial, trials=number of trials)."""
+    col = HostCollector(task, task_kwargs, num_envs, seed, 1, network, spec)
+    key = jax.random.PRNGKey(0)  # unused: epsilon is 0
+    perf, rew = [], []
+    while sum(len(p) for p in perf) < num_trials:
+        _, st = col.run(params, chunk, 0.0, key, record=False)
+        perf.append(st.performance)
+        rew.append(st.reward)
+    p = np.concatenate(perf)[:num_trials]
+    r = np.concatenate(rew)[:num_trials]
+    return dict(performance=float(p.mean()), reward_per_trial=float(r.mean()), trials=int(len(p)))

@@ -1,0 +1,227 @@
+"""Experiment configuration: the one schema (defaults, types, ranges, meaning), loading YAML files,
+--set overrides and validation.
+
+Every problem is reported as one ConfigError line naming the file, the key and what is wrong; the
+entry points turn it into a message on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+
+class ConfigError(Exception):
+    """A bad experiment file, key, value or override."""
+
+
+@dataclass(frozen=True)
+class Opt:
+    """One leaf of the schema. types: accepted Python types (None in the tuple allows null);
+    check: returns an error string or None; free: a mapping passed through to a library that
+    checks it (neurogym, the memory model)."""
+
+    default: Any
+    types: tuple
+    doc: str
+    check: Callable[[Any], str | None] | None = None
+
+
+def _positive(v):
+    return None if v is None or v > 0 else "must be > 0"
+
+
+def _nonneg(v):
+    return None if v is None or v >= 0 else "must be >= 0"
+
+
+def _unit(v):
+    return None if 0.0 <= v <= 1.0 else "must lie in [0, 1]"
+
+
+def _gamma(v):
+    return None if 0.0 <= v < 1.0 else "must lie in [0, 1)"
+
+
+def _layers(v):
+    return None if all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v) else "must be a list of positive ints"
+
+
+def _one_of(*choices):
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+INT, FLOAT, NUM = (int,), (float,), (int, float)
+SCHEMA: dict = {
+    "name": Opt(None, (str, type(None)), "Experiment name, used for the run folder (default: the YAML file's stem)."),
+    "seed": Opt(0, INT, "Seed of parameters, exploration, buffer sampling and training envs.", _nonneg),
+    "env": {
+        "task": Opt("PerceptualDecisionMaking-v0", (str,), "NeuroGym task id (any task with discrete actions)."),
+        "kwargs": Opt({}, (dict,), "Keyword arguments for neurogym.make: dt, sigma, timing, rewards, ... as neurogym names them."),
+        "num_envs": Opt(16, INT, "Training envs stepped in lockstep.", _positive),
+    },
+    "episode": {
+        "trials": Opt(5, (int, type(None)), "An RL episode ends (by truncation) after this many finished trials; null: by steps only.", _positive),
+        "max_steps": Opt(500, INT, "... or after at most this many steps, whichever comes first.", _positive),
+        "reset_memory_on_trial": Opt(True, (bool,), "Also reset the memory state at every trial boundary (else only at episode starts)."),
+    },
+    "model": {
+        "memory": Opt("mpn", (str,), "Memory model: mpn (exact MPN), mpn_pre (MPNpre, associative scan) or gru."),
+        "memory_kwargs": Opt({}, (dict,), "Keyword arguments of the memory model (see memory/*.py), e.g. hidden, eta_init, lam_max, input_proj, input_bias."),
+        "head": Opt([64], (list,), "Hidden layer sizes of the MLP Q-head on top of the memory.", _layers),
+    },
+    "train": {
+        "total_env_steps": Opt(200_000, INT, "Environment steps to train for (all envs together).", _positive),
+        "steps_per_iter": Opt(16, INT, "Vector steps collected per iteration (each is num_envs env steps).", _positive),
+        "updates_per_iter": Opt(1, INT, "Gradient updates per iteration; with steps_per_iter and the batch size this sets the replay ratio.", _positive),
+        "learning_starts": Opt(5000, INT, "Env steps collected before the first update.", _nonneg),
+        "buffer_capacity": Opt(100_000, INT, "Replay capacity in rows (transitions plus one final-observation row per episode).", _positive),
+        "gamma": Opt(0.9, NUM, "Discount factor.", _gamma),
+        "lr": Opt(1e-3, NUM, "Adam learning rate.", _positive),
+        "grad_clip": Opt(10.0, NUM, "Global gradient-norm clip.", _positive),
+        "huber_delta": Opt(1.0, NUM, "Huber loss threshold.", _positive),
+        "target_mode": Opt("hard", (str,), "Target network update: hard (copy every target_period updates) or polyak.", _one_of("hard", "polyak")),
+        "target_period": Opt(100, INT, "Updates between hard target copies.", _positive),
+        "target_tau": Opt(0.005, NUM, "Polyak rate of the target network.", _unit),
+        "eps_start": Opt(1.0, NUM, "Initial exploration rate ε.", _unit),
+        "eps_end": Opt(0.05, NUM, "Final exploration rate ε.", _unit),
+        "eps_decay_steps": Opt(50_000, INT, "Env steps over which ε decays linearly.", _positive),
+    },
+    "tape": {
+        "size": Opt(1024, INT, "Tape length in rows (tape_dqn): whole episodes packed end to end.", _positive),
+        "max_episodes": Opt(None, (int, type(None)), "Most episodes tried per tape (default size // 2).", _positive),
+    },
+    "segment": {
+        "length": Opt(10, INT, "Segment length L in transitions (segment_dqn).", _positive),
+        "batch_size": Opt(64, INT, "Segments per batch B.", _positive),
+        "burn_in": Opt(0, INT, "Rows before each segment run without gradient to build the state (R2D2).", _nonneg),
+        "stored_state": Opt(False, (bool,), "Start each window from the memory state stored at collection time (R2D2); false: zero state (DRQN)."),
+        "stride": Opt(None, (int, type(None)), "Segment starts every stride transitions of an episode (default L).", _positive),
+    },
+    "eval": {
+        "every_env_steps": Opt(10_000, INT, "Evaluate (and write a metrics.csv row) every this many env steps.", _positive),
+        "trials": Opt(500, INT, "Trials per periodic greedy evaluation.", _positive),
+        "final_trials": Opt(2000, INT, "Trials of the final greedy evaluation (summary.json).", _positive),
+        "num_envs": Opt(32, INT, "Evaluation envs (seeded apart from the training envs).", _positive),
+        "target": Opt(None, (float, int, type(None)), "Performance threshold: summary.json reports the env steps and wall time to first reach it.", _unit),
+    },
+}
+
+
+def defaults(schema: dict = SCHEMA) -> dict:
+    return {k: (copy.deepcopy(v.default) if isinstance(v, Opt) else defaults(v)) for k, v in schema.items()}
+
+
+def iter_options(schema: dict = SCHEMA, prefix: str = ""):
+    """(dotted key, Opt) for every leaf, in schema order (used for the README table)."""
+    for k, v in schema.items():
+        if isinstance(v, Opt):
+            yield prefix + k, v
+        else:
+            yield from iter_options(v, prefix + k + ".")
+
+
+def _suggest(key: str, choices) -> str:
+    close = difflib.get_close_matches(key, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _merge(base: dict, override: dict, schema: dict, where: str, path: str = "") -> None:
+    if not isinstance(override, dict):
+        raise ConfigError(f"{where}: {path.rstrip('.') or 'top level'}: expected a mapping, got {type(override).__name__}")
+    for k, v in override.items():
+        key = path + str(k)
+        if k not in schema:
+            raise ConfigError(f"{where}: unknown key '{key}'{_suggest(str(k), schema)}")
+        spec = schema[k]
+        if isinstance(spec, Opt):
+            base[k] = _checked(v, spec, key, where)
+        else:
+            _merge(base[k], v, spec, where, key + ".")
+
+
+def _checked(v, spec: Opt, key: str, where: str):
+    if isinstance(v, bool) and bool not in spec.types:
+        raise ConfigError(f"{where}: {key}: expected {_type_names(spec)}, got {v!r}")
+    if isinstance(v, int) and not isinstance(v, bool) and float in spec.types and int not in spec.types:
+        v = float(v)
+    if not isinstance(v, spec.types):
+        raise ConfigError(f"{where}: {key}: expected {_type_names(spec)}, got {type(v).__name__} {v!r}")
+    if v is not None and spec.check is not None:
+        problem = spec.check(v)
+        if problem:
+            raise ConfigError(f"{where}: {key}: {problem}, got {v!r}")
+    return v
+
+
+def _type_names(spec: Opt) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list", dict: "a mapping", type(None): "null"}
+    return " or ".join(dict.fromkeys(names[t] for t in spec.types))
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> dict:
+    """Defaults, then the YAML file, then `--set key.sub=value` overrides; validated."""
+    path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        raise ConfigError(f"{where}: no such file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{where}: not valid YAML: {first}") from None
+    cfg = defaults()
+    _merge(cfg, raw or {}, SCHEMA, where)
+    for item in overrides:
+        apply_override(cfg, item)
+    if cfg["name"] is None:
+        cfg["name"] = path.stem
+    check(cfg, where)
+    return cfg
+
+
+def apply_override(cfg: dict, item: str) -> None:
+    """Apply one 'key.sub=value' override (value parsed as YAML) in place."""
+    where = f"--set {item}"
+    if "=" not in item:
+        raise ConfigError(f"{where}: expected key.sub=value")
+    dotted, text = item.split("=", 1)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"{where}: value is not valid YAML") from None
+    keys = dotted.strip().split(".")
+    nested: Any = value
+    for k in reversed(keys):
+        nested = {k: nested}
+    _merge(cfg, nested, SCHEMA, "--set")
+
+
+def check(cfg: dict, where: str) -> None:
+    """Checks that involve several keys or outside registries."""
+    from collector.ngym_compat import registered_tasks
+    from memory import MEMORY_NAMES
+
+    task = cfg["env"]["task"]
+    tasks = registered_tasks()
+    if task not in tasks:
+        raise ConfigError(f"{where}: env.task: unknown NeuroGym task '{task}'{_suggest(task, tasks)}")
+    mem = cfg["model"]["memory"]
+    if mem not in MEMORY_NAMES:
+        raise ConfigError(f"{where}: model.memory: unknown memory model '{mem}'{_suggest(mem, MEMORY_NAMES)}; known: {', '.join(MEMORY_NAMES)}")
+    rows = cfg["episode"]["max_steps"] + 1
+    if cfg["tape"]["size"] < rows:
+        raise ConfigError(f"{where}: tape.size: {cfg['tape']['size']} rows cannot hold one episode of up to {rows} rows (episode.max_steps + 1)")
+    cap = cfg["train"]["buffer_capacity"]
+    if cap < max(cfg["tape"]["size"], rows):
+        raise ConfigError(f"{where}: train.buffer_capacity: {cap} rows is smaller than the tape ({cfg['tape']['size']}) or one episode ({rows})")
+    seg = cfg["segment"]
+    window = seg["burn_in"] + seg["length"] + 1
+    if window > cap:
+        raise ConfigError(f"{where}: segment.length: a window of burn_in + length + 1 = {window} rows is longer than the buffer ({cap} rows)")
+    if cfg["train"]["eps_end"] > cfg["train"]["eps_start"]:
+        raise ConfigError(f"{where}: train.eps_end: must not exceed train.eps_start")

@@ -1,0 +1,136 @@
+"""Double-DQN loss on tapes and on segments, and the update, as pure functions.
+
+Both batching modes use the SAME per-transition loss (`td_huber`) and average it over valid
+transitions, so that tape-vs-segment comparisons measure the batching, not the loss. Each network
+runs once over the rows; the bootstrap for transition t is read from row t + 1 of the same pass
+(the final observation of each episode is a row of its own, see buffer.py). Truncation (the end of
+every NeuroGym episode) bootstraps; termination does not.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from buffer import Segments, Tape
+
+
+@struct.dataclass
+class LossConfig:
+    gamma: float = struct.field(pytree_node=False, default=0.99)
+    huber_delta: float = struct.field(pytree_node=False, default=1.0)
+    target_mode: str = struct.field(pytree_node=False, default="hard")  # "hard" | "polyak"
+    target_period: int = struct.field(pytree_node=False, default=100)  # updates between hard copies
+    target_tau: float = struct.field(pytree_node=False, default=0.005)  # Polyak rate
+
+
+@struct.dataclass
+class TrainState:
+    """Everything an update changes, plus the static network, optimiser and loss settings."""
+
+    params: Any
+    target_params: Any
+    opt_state: Any
+    updates: jax.Array  # number of updates applied
+    network: Any = struct.field(pytree_node=False)
+    tx: Any = struct.field(pytree_node=False)
+    cfg: LossConfig = struct.field(pytree_node=False)
+
+
+def create_train_state(network, params, tx, cfg: LossConfig) -> TrainState:
+    return TrainState(
+        params=params,
+        target_params=jax.tree.map(jnp.array, params),
+        opt_state=tx.init(params),
+        updates=jnp.zeros((), jnp.int32),
+        network=network,
+        tx=tx,
+        cfg=cfg,
+    )
+
+
+def td_huber(q, q_target, action, reward, bootstrap, mask, gamma, delta):
+    """Per-transition double-DQN Huber loss along one sequence of rows.
+
+    q, q_target: [T, A] online and target Q-values of every row; action, reward, bootstrap, mask: [T].
+    Transition t (mask[t]) bootstraps from row t + 1: a* = argmax_a q[t+1], value q_target[t+1, a*].
+    Returns (loss [T], q_taken [T]), both zero where mask is False; the last row never has a loss."""
+    a_star = jnp.argmax(q[1:], axis=-1)
+    next_v = jnp.take_along_axis(q_target[1:], a_star[:, None], axis=-1)[:, 0]
+    target = reward[:-1] + gamma * bootstrap[:-1] * next_v
+    q_taken = jnp.take_along_axis(q[:-1], action[:-1, None], axis=-1)[:, 0]
+    err = q_taken - jax.lax.stop_gradient(target)
+    m = mask[:-1]
+    pad = jnp.zeros((1,), q.dtype)
+    loss = jnp.where(m, optax.huber_loss(err, delta=delta), 0.0)
+    return jnp.concatenate([loss, pad]), jnp.concatenate([jnp.where(m, q_taken, 0.0), pad])
+
+
+def tape_loss(params, target_params, network, tape: Tape, cfg: LossConfig):
+    """Mean TD loss over the valid transitions of a tape: one pass of each network over it."""
+    q, _ = network.apply(params, tape.obs, tape.reset)
+    q_t, _ = network.apply(target_params, tape.obs, tape.reset)
+    loss, q_taken = td_huber(
+        q, q_t, tape.action, tape.reward, tape.bootstrap, tape.mask, cfg.gamma, cfg.huber_delta
+    )
+    n = jnp.maximum(tape.mask.sum(), 1)
+    return loss.sum() / n, dict(q_mean=q_taken.sum() / n, transitions=tape.mask.sum())
+
+
+def _segment_q(network, params, seg: Segments, init_state):
+    """Q-values [W - burn_in, A] of one segment window. The burn-in rows only build the state
+    (R2D2): they run under stop_gradient and get no loss."""
+    b = seg.burn_in
+    state = init_state
+    if b > 0:
+        _, state = network.apply(params, seg.obs[:b], seg.reset[:b], state)
+        state = jax.lax.stop_gradient(state)
+    q, _ = network.apply(params, seg.obs[b:], seg.reset[b:], state)
+    return q
+
+
+def segment_loss(params, target_params, network, seg: Segments, cfg: LossConfig):
+    """Mean TD loss over the valid transitions of B segments, with the same per-transition loss."""
+    b = seg.burn_in
+    in_axes = Segments(0, 0, 0, 0, 0, 0, 0, None if seg.init_state is None else 0, b)
+
+    def one(p, s):
+        return _segment_q(network, p, s, s.init_state)
+
+    q = jax.vmap(one, in_axes=(None, in_axes))(params, seg)
+    q_t = jax.vmap(one, in_axes=(None, in_axes))(target_params, seg)
+    rows = lambda x: x[:, b:]
+    loss, q_taken = jax.vmap(td_huber, in_axes=(0, 0, 0, 0, 0, 0, None, None))(
+        q, q_t, rows(seg.action), rows(seg.reward), rows(seg.bootstrap), rows(seg.mask), cfg.gamma, cfg.huber_delta
+    )
+    n = jnp.maximum(seg.mask.sum(), 1)
+    return loss.sum() / n, dict(q_mean=q_taken.sum() / n, transitions=seg.mask.sum())
+
+
+def batch_loss(params, target_params, network, batch, cfg: LossConfig):
+    """Dispatch on the batch type (a static choice under jit)."""
+    fn = tape_loss if isinstance(batch, Tape) else segment_loss
+    return fn(params, target_params, network, batch, cfg)
+
+
+def update(train_state: TrainState, batch, key: jax.Array | None = None):
+    """One double-DQN update: gradient step (optax), parameter projection (the MPN's λ), target
+    update (hard copy every `target_period` updates, or Polyak with rate `target_tau`).
+    The key is accepted for interface stability; the DQN update itself draws no randomness."""
+    del key
+    ts = train_state
+    (loss, aux), grads = jax.value_and_grad(batch_loss, has_aux=True)(
+        ts.params, ts.target_params, ts.network, batch, ts.cfg
+    )
+    updates, opt_state = ts.tx.update(grads, ts.opt_state, ts.params)
+    params = ts.network.project(optax.apply_updates(ts.params, updates))
+    n = ts.updates + 1
+    if ts.cfg.target_mode == "polyak":
+        target = optax.incremental_update(params, ts.target_params, ts.cfg.target_tau)
+    else:
+        target = optax.periodic_update(params, ts.target_params, n, ts.cfg.target_period)
+    metrics = dict(loss=loss, grad_norm=optax.global_norm(grads), **aux)
+    return ts.replace(params=params, target_params=target, opt_state=opt_state, updates=n), metrics
