@@ -66,7 +66,7 @@ SCHEMA: dict = {
     },
     "episode": {
         "trials": Opt(5, (int, type(None)), "An RL episode ends (by truncation) after this many finished trials; null: by steps only.", _positive),
-        "max_steps": Opt(500, INT, "... or after at most this many steps, whichever comes first.", _positive),
+        "max_steps": Opt(250, INT, "... or after at most this many steps, whichever comes first.", _positive),
         "reset_memory_on_trial": Opt(True, (bool,), "Also reset the memory state at every trial boundary (else only at episode starts)."),
     },
     "model": {
@@ -75,11 +75,11 @@ SCHEMA: dict = {
         "head": Opt([64], (list,), "Hidden layer sizes of the MLP Q-head on top of the memory.", _layers),
     },
     "train": {
-        "total_env_steps": Opt(200_000, INT, "Environment steps to train for (all envs together).", _positive),
+        "total_env_steps": Opt(100_000, INT, "Environment steps to train for (all envs together).", _positive),
         "steps_per_iter": Opt(16, INT, "Vector steps collected per iteration (each is num_envs env steps).", _positive),
-        "updates_per_iter": Opt(1, INT, "Gradient updates per iteration; with steps_per_iter and the batch size this sets the replay ratio.", _positive),
-        "learning_starts": Opt(5000, INT, "Env steps collected before the first update.", _nonneg),
-        "buffer_capacity": Opt(100_000, INT, "Replay capacity in rows (transitions plus one final-observation row per episode).", _positive),
+        "updates_per_iter": Opt(4, INT, "Gradient updates per iteration; with steps_per_iter and the batch size this sets the replay ratio.", _positive),
+        "learning_starts": Opt(2000, INT, "Env steps collected before the first update.", _nonneg),
+        "buffer_capacity": Opt(50_000, INT, "Replay capacity in rows (transitions plus one final-observation row per episode).", _positive),
         "gamma": Opt(0.9, NUM, "Discount factor.", _gamma),
         "lr": Opt(1e-3, NUM, "Adam learning rate.", _positive),
         "grad_clip": Opt(10.0, NUM, "Global gradient-norm clip.", _positive),
@@ -89,7 +89,7 @@ SCHEMA: dict = {
         "target_tau": Opt(0.005, NUM, "Polyak rate of the target network.", _unit),
         "eps_start": Opt(1.0, NUM, "Initial exploration rate ε.", _unit),
         "eps_end": Opt(0.05, NUM, "Final exploration rate ε.", _unit),
-        "eps_decay_steps": Opt(50_000, INT, "Env steps over which ε decays linearly.", _positive),
+        "eps_decay_steps": Opt(30_000, INT, "Env steps over which ε decays linearly.", _positive),
     },
     "tape": {
         "size": Opt(1024, INT, "Tape length in rows (tape_dqn): whole episodes packed end to end.", _positive),
@@ -97,7 +97,7 @@ SCHEMA: dict = {
     },
     "segment": {
         "length": Opt(10, INT, "Segment length L in transitions (segment_dqn).", _positive),
-        "batch_size": Opt(64, INT, "Segments per batch B.", _positive),
+        "batch_size": Opt(100, INT, "Segments per batch B.", _positive),
         "burn_in": Opt(0, INT, "Rows before each segment run without gradient to build the state (R2D2).", _nonneg),
         "stored_state": Opt(False, (bool,), "Start each window from the memory state stored at collection time (R2D2); false: zero state (DRQN)."),
         "stride": Opt(None, (int, type(None)), "Segment starts every stride transitions of an episode (default L).", _positive),

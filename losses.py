@@ -132,5 +132,5 @@ def update(train_state: TrainState, batch, key: jax.Array | None = None):
         target = optax.incremental_update(params, ts.target_params, ts.cfg.target_tau)
     else:
         target = optax.periodic_update(params, ts.target_params, n, ts.cfg.target_period)
-    metrics = dict(loss=loss, grad_norm=optax.global_norm(grads), **aux)
+    metrics = dict(loss=loss, grad_norm=optax.tree.norm(grads), **aux)
     return ts.replace(params=params, target_params=target, opt_state=opt_state, updates=n), metrics
