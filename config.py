@@ -63,6 +63,7 @@ SCHEMA: dict = {
         "task": Opt("PerceptualDecisionMaking-v0", (str,), "NeuroGym task id (any task with discrete actions)."),
         "kwargs": Opt({}, (dict,), "Keyword arguments for neurogym.make: dt, sigma, timing, rewards, ... as neurogym names them."),
         "num_envs": Opt(16, INT, "Training envs stepped in lockstep.", _positive),
+        "backend": Opt("jax", (str,), "jax: the pure-JAX port of the task, whole training iterations in one jit; neurogym: the real neurogym envs stepped in Python (any task).", _one_of("jax", "neurogym")),
     },
     "episode": {
         "trials": Opt(5, (int, type(None)), "An RL episode ends (by truncation) after this many finished trials; null: by steps only.", _positive),
@@ -210,6 +211,11 @@ def check(cfg: dict, where: str) -> None:
     tasks = registered_tasks()
     if task not in tasks:
         raise ConfigError(f"{where}: env.task: unknown NeuroGym task '{task}'{_suggest(task, tasks)}")
+    if cfg["env"]["backend"] == "jax":
+        from collector.jax_envs import JAX_TASKS
+
+        if task not in JAX_TASKS:
+            raise ConfigError(f"{where}: env.backend: no JAX port of '{task}' (ported: {', '.join(JAX_TASKS)}); use env.backend: neurogym")
     mem = cfg["model"]["memory"]
     if mem not in MEMORY_NAMES:
         raise ConfigError(f"{where}: model.memory: unknown memory model '{mem}'{_suggest(mem, MEMORY_NAMES)}; known: {', '.join(MEMORY_NAMES)}")

@@ -14,7 +14,7 @@ from training import METRICS, cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "--set", "env.num_envs=4", "--set", "episode.trials=2", "--set", "episode.max_steps=60",
+    "--set", "env.num_envs=4", "--set", "env.backend=neurogym", "--set", "episode.trials=2", "--set", "episode.max_steps=60",
     "--set", "model.memory_kwargs={hidden: 8, input_proj: 4, input_bias: true}", "--set", "model.head=[8]",
     "--set", "train.total_env_steps=640", "--set", "train.steps_per_iter=16", "--set", "train.learning_starts=128",
     "--set", "train.buffer_capacity=2048", "--set", "tape.size=128", "--set", "segment.batch_size=8",
