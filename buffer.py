@@ -140,15 +140,17 @@ def bytes_needed(capacity: int, obs_dim: int, state_example: Any = None) -> int:
     return capacity * per_row
 
 
-def add(state: BufferState, eps: Episodes) -> BufferState:
+def add(state: BufferState, eps: Episodes, max_rows: int | None = None) -> BufferState:
     """Append a batch of whole episodes, in order, overwriting the oldest rows.
 
-    All E * R padded rows must fit in the ring (checked statically) so that one call never
-    overwrites its own rows."""
+    The rows added in one call must fit in the ring, so that a call never overwrites its own
+    rows: checked statically against E * R, or against `max_rows` when the caller knows a
+    tighter bound on sum(n_rows) (the jitted collector does)."""
     c = capacity(state)
     n_ep, r = eps.action.shape
-    if n_ep * r > c:
-        raise ValueError(f"adding {n_ep} episodes of up to {r} rows needs more than the buffer's {c} rows")
+    bound = n_ep * r if max_rows is None else max_rows
+    if bound > c:
+        raise ValueError(f"adding up to {bound} rows at once needs more than the buffer's {c} rows")
     rows = eps.n_rows.astype(jnp.int32)
     first = state.ptr + jnp.cumsum(rows) - rows  # unwrapped start of each episode
     local = jnp.arange(r, dtype=jnp.int32)[None, :]
