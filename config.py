@@ -103,6 +103,9 @@ SCHEMA: dict = {
         "stored_state": Opt(False, (bool,), "Start each window from the memory state stored at collection time (R2D2); false: zero state (DRQN)."),
         "stride": Opt(None, (int, type(None)), "Segment starts every stride transitions of an episode (default L).", _positive),
     },
+    "checkpoint": {
+        "every_updates": Opt(500, INT, "Write checkpoint.pkl (train state, buffer, PRNG keys, counters, config) every this many updates (0: only at the end and on SIGINT/SIGTERM); --resume continues from it.", _nonneg),
+    },
     "eval": {
         "every_env_steps": Opt(10_000, INT, "Evaluate (and write a metrics.csv row) every this many env steps.", _positive),
         "trials": Opt(500, INT, "Trials per periodic greedy evaluation.", _positive),

@@ -1,9 +1,18 @@
 """The training loop shared by tape_dqn.py and segment_dqn.py, and their command line.
 
 One iteration: collect `steps_per_iter` vector steps with the ε-greedy policy, add the episodes that
-ended to the buffer, then run `updates_per_iter` jitted (sample, update) steps. Every
+ended to the buffer, then run `updates_per_iter` (sample, update) steps. Every
 `eval.every_env_steps` the greedy policy is evaluated on separately seeded envs and one row is
-appended (and flushed) to metrics.csv, so an interrupted run keeps every row it wrote.
+appended (and flushed) to metrics.csv.
+
+Two backends: `neurogym` steps the real envs in Python with a jitted policy and jitted updates;
+`jax` runs whole iterations (collection on the pure-JAX task port, buffer, updates, target
+update) inside one jitted function, for many iterations per call, vmapped over seeds.
+
+Robustness: a checkpoint (checkpoint.py) is written every `checkpoint.every_updates` updates, at
+the end, and on SIGINT/SIGTERM; `--resume DIR` continues from it, first cutting metrics.csv back to
+the rows the checkpoint had seen so that no row is lost or written twice. A non-finite loss or
+parameter stops the run naming the update and leaves the last good checkpoint in place.
 """
 from __future__ import annotations
 
@@ -11,7 +20,8 @@ import argparse
 import csv
 import functools
 import json
-import math
+import pickle
+import signal
 import sys
 import time
 from datetime import datetime
@@ -26,10 +36,11 @@ from flax import serialization, struct
 from tqdm import tqdm
 
 import buffer as buf
+import checkpoint
 from buffer import SegmentBuffer, TapeBuffer
 from collector.host import EpisodeSpec, HostCollector, evaluate
-from collector.policy import epsilon_at
 from collector.jax_collector import CollectorState, JaxCollector, evaluate_jax
+from collector.policy import epsilon_at
 from config import ConfigError, load
 from losses import LossConfig, TrainState, create_train_state, update
 from memory import QNetwork, make_memory
@@ -38,6 +49,27 @@ METRICS = [
     "env_steps", "updates", "wall_s", "eval_performance", "eval_reward_per_trial",
     "train_performance", "loss", "q_mean", "epsilon",
 ]
+
+
+class RunStopped(Exception):
+    """The run stopped before its end (signal or numerical guard); `status` is the exit status."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+class StopFlag:
+    """Set by the SIGINT/SIGTERM handler; the loop checks it between iterations."""
+
+    def __init__(self):
+        self.signum = None
+
+    def __call__(self, signum, frame):
+        self.signum = signum
+
+
+# ---- building blocks -----------------------------------------------------------------------
 
 
 def build_network(cfg: dict, num_actions: int) -> QNetwork:
@@ -66,61 +98,6 @@ def make_sampler(cfg: dict, batching: str):
     )
 
 
-def make_train_iteration(sample, num_updates: int):
-    """jit(train_state, buffer_state, key) -> (train_state, mean metrics) running num_updates
-    (sample, update) steps in one lax.scan."""
-
-    @jax.jit
-    def train_iteration(ts, buffer_state, key):
-        def step(ts, key):
-            k_sample, k_update = jax.random.split(key)
-            return update(ts, sample(buffer_state, k_sample), k_update)
-
-        ts, metrics = jax.lax.scan(step, ts, jax.random.split(key, num_updates))
-        return ts, jax.tree.map(jnp.mean, metrics)
-
-    return train_iteration
-
-
-def _add_in_chunks(add, state, eps, max_per_add: int):
-    """Add an Episodes batch in pieces small enough that one add never wraps onto itself."""
-    e = eps.action.shape[0]
-    if e <= max_per_add:
-        return add(state, eps)
-    for i in range(0, e, max_per_add):
-        state = add(state, jax.tree.map(lambda x: x[i : i + max_per_add], eps))
-    return state
-
-
-class RunFolder:
-    """The run's output folder: config.yaml, metrics.csv (appended and flushed row by row),
-    summary.json and params.msgpack. Never reuses a non-empty folder."""
-
-    @staticmethod
-    def check(path: Path) -> None:
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise ConfigError(f"--out {path}: exists and is not an empty folder; choose another")
-
-    def __init__(self, path: Path, cfg: dict):
-        self.check(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        (path / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-        self._file = open(path / "metrics.csv", "w", newline="")
-        self._csv = csv.DictWriter(self._file, fieldnames=METRICS)
-        self._csv.writeheader()
-        self._file.flush()
-
-    def row(self, row: dict) -> None:
-        self._csv.writerow({k: row.get(k, "") for k in METRICS})
-        self._file.flush()
-
-    def finish(self, summary: dict, params) -> None:
-        self._file.close()
-        (self.path / "params.msgpack").write_bytes(serialization.to_bytes(params))
-        (self.path / "summary.json").write_text(json.dumps(summary, indent=2))
-
-
 def make_train_state(cfg: dict, network, obs_dim: int, key):
     """Fresh parameters, optimiser state and target network for one seed."""
     tr = cfg["train"]
@@ -133,39 +110,95 @@ def make_train_state(cfg: dict, network, obs_dim: int, key):
     return create_train_state(network, params, tx, loss_cfg)
 
 
-class Tracker:
-    """One seed's bookkeeping: metrics.csv rows, the steps and seconds to the target, the summary."""
+def update_block(sample, num_updates: int):
+    """(train_state, buffer_state, key) -> (train_state, metrics): num_updates (sample, update)
+    steps in one lax.scan. metrics: mean loss and q_mean, and `bad`, the index within the block of
+    the first update whose loss or parameters are not finite (-1 when all are)."""
 
-    def __init__(self, cfg: dict, batching: str, seed: int, run: RunFolder | None):
-        self.cfg, self.batching, self.seed, self.run = cfg, batching, seed, run
-        self.last = dict(eval_performance=float("nan"), loss=float("nan"))
-        self.reached = None
+    def run(ts, buffer_state, key):
+        def step(ts, k):
+            k_sample, k_update = jax.random.split(k)
+            ts, m = update(ts, sample(buffer_state, k_sample), k_update)
+            leaves = jax.tree.leaves(ts.params)
+            finite = jnp.isfinite(m["loss"]) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+            return ts, dict(loss=m["loss"], q_mean=m["q_mean"], finite=finite)
 
-    def row(self, **row) -> dict:
-        row = {k: _plain(v) for k, v in row.items()}
-        if self.run is not None:
-            self.run.row(row)
-        self.last = row
-        target = self.cfg["eval"]["target"]
-        if self.reached is None and target is not None and row["eval_performance"] >= target:
-            self.reached = dict(env_steps=row["env_steps"], wall_s=row["wall_s"])
-        return row
+        ts, m = jax.lax.scan(step, ts, jax.random.split(key, num_updates))
+        bad = jnp.where(jnp.all(m["finite"]), -1, jnp.argmin(m["finite"]))
+        return ts, dict(loss=m["loss"].mean(), q_mean=m["q_mean"].mean(), bad=bad)
 
-    def finish(self, final: dict, env_steps: int, updates: int, wall: float, params) -> dict:
-        cfg = self.cfg
-        summary = dict(
-            experiment=cfg["name"], batching=self.batching, backend=cfg["env"]["backend"], task=cfg["env"]["task"],
-            memory=cfg["model"]["memory"], seed=self.seed, env_steps=int(env_steps), updates=int(updates),
-            wall_s=round(wall, 3), final_eval_performance=float(final["performance"]),
-            final_eval_reward_per_trial=float(final["reward_per_trial"]), final_eval_trials=int(final["trials"]),
-            target=cfg["eval"]["target"],
-            target_reached_env_steps=self.reached and self.reached["env_steps"],
-            target_reached_wall_s=self.reached and self.reached["wall_s"],
-            device=str(jax.devices()[0]), jax_version=jax.__version__,
+    return run
+
+
+def make_train_iteration(sample, num_updates: int):
+    """Jitted `update_block` (the neurogym backend's update step)."""
+    return jax.jit(update_block(sample, num_updates))
+
+
+def _add_in_chunks(add, state, eps, max_per_add: int):
+    """Add an Episodes batch in pieces small enough that one add never wraps onto itself."""
+    e = eps.action.shape[0]
+    if e <= max_per_add:
+        return add(state, eps)
+    for i in range(0, e, max_per_add):
+        state = add(state, jax.tree.map(lambda x: x[i : i + max_per_add], eps))
+    return state
+
+
+def _check_memory(need: int, what: str) -> None:
+    """Fail at once, quoting the figures, when the run's arrays cannot fit in memory."""
+    import psutil
+
+    avail = psutil.virtual_memory().available
+    if need > 0.9 * avail:
+        raise ConfigError(
+            f"train.buffer_capacity: {what} need {need / 2**30:.2f} GiB but only {avail / 2**30:.2f} GiB of memory is available"
         )
-        if self.run is not None:
-            self.run.finish(summary, params)
-        return summary
+
+
+# ---- run folders and bookkeeping -----------------------------------------------------------
+
+
+class RunFolder:
+    """The run's output folder: config.yaml, metrics.csv (appended and flushed row by row),
+    summary.json and params.msgpack. A new run never reuses a non-empty folder; `reopen` continues
+    a checkpointed one, first cutting metrics.csv back to the rows the checkpoint had seen."""
+
+    @staticmethod
+    def check(path: Path) -> None:
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise ConfigError(f"--out {path}: exists and is not an empty folder; choose another")
+
+    def __init__(self, path: Path, cfg: dict | None, rows: int | None = None):
+        self.path = path
+        if rows is None:
+            self.check(path)
+            path.mkdir(parents=True, exist_ok=True)
+            (path / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+            self._file = open(path / "metrics.csv", "w", newline="")
+            self._csv = csv.DictWriter(self._file, fieldnames=METRICS, lineterminator="\n")
+            self._csv.writeheader()
+        else:
+            lines = (path / "metrics.csv").read_bytes().splitlines(keepends=True)
+            if len(lines) < rows + 1:
+                raise ConfigError(f"--resume {path}: metrics.csv has {len(lines) - 1} rows, the checkpoint expects {rows}")
+            (path / "metrics.csv").write_bytes(b"".join(lines[: rows + 1]))
+            self._file = open(path / "metrics.csv", "a", newline="")
+            self._csv = csv.DictWriter(self._file, fieldnames=METRICS, lineterminator="\n")
+        self._file.flush()
+
+    @classmethod
+    def reopen(cls, path: Path, rows: int) -> "RunFolder":
+        return cls(path, None, rows)
+
+    def row(self, row: dict) -> None:
+        self._csv.writerow({k: row.get(k, "") for k in METRICS})
+        self._file.flush()
+
+    def finish(self, summary: dict, params) -> None:
+        self._file.close()
+        (self.path / "params.msgpack").write_bytes(serialization.to_bytes(params))
+        (self.path / "summary.json").write_text(json.dumps(summary, indent=2))
 
 
 def _plain(v):
@@ -181,19 +214,88 @@ def _mean(values) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
 
 
-def train(cfg: dict, batching: str, runs=None, progress: bool = True, seeds=None) -> list[dict]:
+class Tracker:
+    """One seed's bookkeeping: metrics.csv rows, the steps and seconds to the target, the summary."""
+
+    def __init__(self, cfg: dict, batching: str, seed: int, run: RunFolder | None, saved: dict | None = None):
+        self.cfg, self.batching, self.seed, self.run = cfg, batching, seed, run
+        self.last = dict(eval_performance=float("nan"), loss=float("nan"))
+        self.reached = None
+        self.rows = 0
+        if saved:
+            self.reached, self.rows, self.last = saved["reached"], saved["rows"], saved["last"]
+
+    def saved(self) -> dict:
+        return dict(reached=self.reached, rows=self.rows, last=self.last)
+
+    def row(self, **row) -> dict:
+        row = {k: _plain(v) for k, v in row.items()}
+        if self.run is not None:
+            self.run.row(row)
+        self.rows += 1
+        self.last = row
+        target = self.cfg["eval"]["target"]
+        if self.reached is None and target is not None and row["eval_performance"] >= target:
+            self.reached = dict(env_steps=row["env_steps"], wall_s=row["wall_s"])
+        return row
+
+    def finish(self, final: dict, env_steps: int, updates: int, wall: float, params) -> dict:
+        cfg = self.cfg
+        summary = dict(
+            experiment=cfg["name"], batching=self.batching, backend=cfg["env"]["backend"], task=cfg["env"]["task"],
+            memory=cfg["model"]["memory"], seed=self.seed, env_steps=int(env_steps), updates=int(updates),
+            wall_s=round(wall, 3), final_eval_performance=_plain(final["performance"]),
+            final_eval_reward_per_trial=_plain(final["reward_per_trial"]), final_eval_trials=int(final["trials"]),
+            target=cfg["eval"]["target"],
+            target_reached_env_steps=self.reached and self.reached["env_steps"],
+            target_reached_wall_s=self.reached and self.reached["wall_s"],
+            device=str(jax.devices()[0]), jax_version=jax.__version__,
+        )
+        if self.run is not None:
+            self.run.finish(summary, params)
+        return summary
+
+
+def _postfix(bar, last: dict, eps: float) -> None:
+    bar.set_postfix(eval=f"{last['eval_performance']:.3f}", loss=f"{last['loss']:.4f}", eps=f"{eps:.3f}", refresh=False)
+
+
+def _non_finite(seed: int, update_index: int, ckpt_dir) -> RunStopped:
+    where = f"; the last good checkpoint is {Path(ckpt_dir) / checkpoint.FILENAME}" if ckpt_dir else ""
+    return RunStopped(f"non-finite loss or parameters at update {update_index} (seed {seed}); run stopped{where}", 3)
+
+
+def _interrupted(stop: StopFlag, env_steps: int, ckpt_dir) -> RunStopped:
+    name = signal.Signals(stop.signum).name
+    where = f"; checkpoint written, continue with --resume {ckpt_dir}" if ckpt_dir else ""
+    return RunStopped(f"{name} at {env_steps} env steps{where}", 128 + stop.signum)
+
+
+# ---- training ------------------------------------------------------------------------------
+
+
+def train(cfg: dict, batching: str, runs=None, progress: bool = True, seeds=None, ckpt_dir=None,
+          resume: dict | None = None, stop: StopFlag | None = None) -> list[dict]:
     """Train a double DQN with tape (`batching="tape"`) or segment batching on cfg, once per seed
-    (default: cfg["seed"]); runs: one RunFolder (or None) per seed. Returns one summary per seed."""
+    (default: cfg["seed"]); runs: one RunFolder (or None) per seed. ckpt_dir: where checkpoints go
+    (None: no checkpoints); resume: a loaded checkpoint to continue from. Returns one summary per seed."""
     seeds = list(seeds or [cfg["seed"]])
     runs = list(runs or [None] * len(seeds))
+    stop = stop or StopFlag()
     if cfg["env"]["backend"] == "jax":
-        return _train_jax(cfg, batching, seeds, runs, progress)
-    return [_train_host(cfg, batching, seed, run, progress) for seed, run in zip(seeds, runs)]
+        return _train_jax(cfg, batching, seeds, runs, progress, ckpt_dir, resume, stop)
+    summaries = []
+    first = resume["seed_index"] if resume else 0
+    for i in range(first, len(seeds)):
+        own = resume if (resume and i == first and not resume.get("fresh")) else None
+        summaries.append(_train_host(cfg, batching, seeds, i, runs[i], progress, ckpt_dir, own, stop))
+    return summaries
 
 
-def _train_host(cfg: dict, batching: str, seed: int, run, progress: bool) -> dict:
-    """The neurogym backend: envs stepped in Python, jitted policy step and jitted updates."""
+def _train_host(cfg, batching, seeds, index, run, progress, ckpt_dir, resume, stop) -> dict:
+    """The neurogym backend, for seeds[index]: envs stepped in Python, jitted policy and updates."""
     tr, ev = cfg["train"], cfg["eval"]
+    seed = seeds[index]
     spec = episode_spec(cfg)
     task, task_kwargs = cfg["env"]["task"], cfg["env"]["kwargs"]
     store_state = batching == "segment" and cfg["segment"]["stored_state"]
@@ -201,59 +303,89 @@ def _train_host(cfg: dict, batching: str, seed: int, run, progress: bool) -> dic
     probe = _make_probe_env(task, task_kwargs)
     network = build_network(cfg, probe.action_space.n)
     obs_dim = int(np.prod(probe.observation_space.shape))
-    key = jax.random.PRNGKey(seed)
-    key, k_init = jax.random.split(key)
-    ts = make_train_state(cfg, network, obs_dim, k_init)
-
-    collector = HostCollector(task, task_kwargs, cfg["env"]["num_envs"], seed, 0, network, spec, store_state)
     state_example = network.initial_state(obs_dim) if store_state else None
+    _check_memory(buf.bytes_needed(tr["buffer_capacity"], obs_dim, state_example), "the replay buffer's arrays")
+    key, k_init = jax.random.split(jax.random.PRNGKey(seed))
+    ts = make_train_state(cfg, network, obs_dim, k_init)
     buffer_state = buf.init(tr["buffer_capacity"], obs_dim, state_example)
     add = jax.jit(buf.add)
     max_per_add = max(1, 1 << (int(tr["buffer_capacity"] // spec.max_rows).bit_length() - 1))
     train_iteration = make_train_iteration(make_sampler(cfg, batching), tr["updates_per_iter"])
 
+    if resume is None:
+        collector = HostCollector(task, task_kwargs, cfg["env"]["num_envs"], seed, 0, network, spec, store_state)
+        loop = dict(env_steps=0, updates=0, next_eval=ev["every_env_steps"], acc_perf=[], acc_loss=[], acc_q=[],
+                    elapsed=0.0, last_ckpt_updates=0)
+        tracker = Tracker(cfg, batching, seed, run)
+    else:
+        collector = pickle.loads(resume["collector"])
+        collector.network = network
+        ts = checkpoint.from_plain(ts, resume["ts"])
+        buffer_state = checkpoint.from_plain(buffer_state, resume["buffer"])
+        key = jnp.asarray(resume["key"])
+        loop = resume["loop"]
+        tracker = Tracker(cfg, batching, seed, run, resume["trackers"][0])
+
+    def save(finished=False):
+        if ckpt_dir is None:
+            return
+        loop["last_ckpt_updates"] = loop["updates"]
+        checkpoint.save(ckpt_dir, dict(
+            backend="neurogym", batching=batching, config=cfg, seeds=seeds, seed_index=index, finished=finished,
+            ts=checkpoint.to_plain(ts), buffer=checkpoint.to_plain(buffer_state), key=np.asarray(key),
+            collector=pickle.dumps(collector), loop=dict(loop, elapsed=time.perf_counter() - t0),
+            trackers=[tracker.saved()], rows=[tracker.rows],
+        ))
+
     def run_eval(n_trials):
         return evaluate(network, ts.params, task, task_kwargs, spec, ev["num_envs"], seed, n_trials)
 
-    tracker = Tracker(cfg, batching, seed, run)
     total = tr["total_env_steps"]
     per_iter = tr["steps_per_iter"] * cfg["env"]["num_envs"]
-    env_steps, updates, next_eval = 0, 0, ev["every_env_steps"]
-    acc_perf, acc_loss, acc_q = [], [], []
-    t0 = time.perf_counter()
-    bar = tqdm(total=total, unit="step", disable=not progress, dynamic_ncols=True, file=sys.stderr)
-    while env_steps < total:
-        eps = float(epsilon_at(env_steps, tr["eps_start"], tr["eps_end"], tr["eps_decay_steps"]))
+    t0 = time.perf_counter() - loop["elapsed"]
+    bar = tqdm(total=total, initial=loop["env_steps"], unit="step", disable=not progress, dynamic_ncols=True, file=sys.stderr)
+    eps = tr["eps_start"]
+    while loop["env_steps"] < total:
+        if stop.signum is not None:
+            save()
+            raise _interrupted(stop, loop["env_steps"], ckpt_dir)
+        eps = float(epsilon_at(loop["env_steps"], tr["eps_start"], tr["eps_end"], tr["eps_decay_steps"]))
         key, k_col, k_train = jax.random.split(key, 3)
         episodes, stats = collector.run(ts.params, tr["steps_per_iter"], eps, k_col)
         if episodes is not None:
             buffer_state = _add_in_chunks(add, buffer_state, episodes, max_per_add)
-        env_steps += per_iter
-        acc_perf.append(stats.performance)
-        if env_steps >= tr["learning_starts"] and int(buf.num_transitions(buffer_state)) > 0:
+        loop["env_steps"] += per_iter
+        loop["acc_perf"].append(stats.performance)
+        if loop["env_steps"] >= tr["learning_starts"] and int(buf.num_transitions(buffer_state)) > 0:
             ts, m = train_iteration(ts, buffer_state, k_train)
-            updates += tr["updates_per_iter"]
-            acc_loss.append(float(m["loss"]))
-            acc_q.append(float(m["q_mean"]))
+            if int(m["bad"]) >= 0:
+                raise _non_finite(seed, loop["updates"] + int(m["bad"]) + 1, ckpt_dir if loop["last_ckpt_updates"] else None)
+            loop["updates"] += tr["updates_per_iter"]
+            loop["acc_loss"].append(float(m["loss"]))
+            loop["acc_q"].append(float(m["q_mean"]))
         bar.update(per_iter)
-        if env_steps >= next_eval or env_steps >= total:
-            next_eval += ev["every_env_steps"]
+        if loop["env_steps"] >= loop["next_eval"] or loop["env_steps"] >= total:
+            loop["next_eval"] += ev["every_env_steps"]
             result = run_eval(ev["trials"])
             tracker.row(
-                env_steps=env_steps, updates=updates, wall_s=round(time.perf_counter() - t0, 3),
+                env_steps=loop["env_steps"], updates=loop["updates"], wall_s=round(time.perf_counter() - t0, 3),
                 eval_performance=result["performance"], eval_reward_per_trial=result["reward_per_trial"],
-                train_performance=_mean(np.concatenate(acc_perf)), loss=_mean(acc_loss), q_mean=_mean(acc_q),
-                epsilon=eps,
+                train_performance=_mean(np.concatenate(loop["acc_perf"])), loss=_mean(loop["acc_loss"]),
+                q_mean=_mean(loop["acc_q"]), epsilon=eps,
             )
-            acc_perf, acc_loss, acc_q = [], [], []
+            loop["acc_perf"], loop["acc_loss"], loop["acc_q"] = [], [], []
+        if cfg["checkpoint"]["every_updates"] and loop["updates"] - loop["last_ckpt_updates"] >= cfg["checkpoint"]["every_updates"]:
+            save()
         _postfix(bar, tracker.last, eps)
     bar.close()
     wall = time.perf_counter() - t0
-    return tracker.finish(run_eval(ev["final_trials"]), env_steps, updates, wall, ts.params)
-
-
-def _postfix(bar, last: dict, eps: float) -> None:
-    bar.set_postfix(eval=f"{last['eval_performance']:.3f}", loss=f"{last['loss']:.4f}", eps=f"{eps:.3f}", refresh=False)
+    summary = tracker.finish(run_eval(ev["final_trials"]), loop["env_steps"], loop["updates"], wall, ts.params)
+    if index == len(seeds) - 1:
+        save(finished=True)
+    elif ckpt_dir is not None:  # this seed is done: a resume starts the next one afresh
+        checkpoint.save(ckpt_dir, dict(backend="neurogym", batching=batching, config=cfg, seeds=seeds,
+                                       seed_index=index + 1, finished=False, fresh=True, rows=[0]))
+    return summary
 
 
 @struct.dataclass
@@ -272,11 +404,12 @@ class Carry:
     loss_sum: jax.Array
     q_sum: jax.Array
     train_iters: jax.Array
+    bad_update: jax.Array  # first update (1-based) with a non-finite loss or parameter; -1: none
 
 
-def _train_jax(cfg: dict, batching: str, seeds: list[int], runs: list, progress: bool) -> list[dict]:
+def _train_jax(cfg, batching, seeds, runs, progress, ckpt_dir, resume, stop) -> list[dict]:
     """The jax backend: collection, buffer and updates of one iteration in one jitted function,
-    run for a whole evaluation interval inside jit, vmapped over seeds."""
+    run for many iterations per call inside jit, vmapped over seeds."""
     from collector.jax_envs import make_jax_env
 
     tr, ev = cfg["train"], cfg["eval"]
@@ -287,7 +420,7 @@ def _train_jax(cfg: dict, batching: str, seeds: list[int], runs: list, progress:
     store_state = batching == "segment" and cfg["segment"]["stored_state"]
     num_envs = cfg["env"]["num_envs"]
     collector = JaxCollector(env, env_params, network, spec, num_envs, tr["steps_per_iter"], store_state)
-    sample = make_sampler(cfg, batching)
+    block = update_block(make_sampler(cfg, batching), tr["updates_per_iter"])
     per_iter = tr["steps_per_iter"] * num_envs
     state_example = network.initial_state(obs_dim) if store_state else None
     max_rows = collector.max_rows_per_call()
@@ -296,16 +429,20 @@ def _train_jax(cfg: dict, batching: str, seeds: list[int], runs: list, progress:
             f"train.buffer_capacity: {tr['buffer_capacity']} rows cannot take one iteration's "
             f"{max_rows} rows (env.num_envs x (train.steps_per_iter + episodes per iteration))"
         )
+    _check_memory(
+        len(seeds) * (buf.bytes_needed(tr["buffer_capacity"], obs_dim, state_example) + collector.bytes_needed()),
+        f"the replay buffers and recording arrays of {len(seeds)} seed(s)",
+    )
 
     def init(seed):
-        key = jax.random.PRNGKey(seed)
-        key, k_init, k_col = jax.random.split(key, 3)
+        key, k_init, k_col = jax.random.split(jax.random.PRNGKey(seed), 3)
         zi, zf = jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32)
         return Carry(
             ts=make_train_state(cfg, network, obs_dim, k_init),
             buffer=buf.init(tr["buffer_capacity"], obs_dim, state_example),
             collector=collector.init(k_col), key=key, eval_key=jax.random.fold_in(jax.random.PRNGKey(seed), 1),
             env_steps=zi, updates=zi, trials=zi, correct=zf, loss_sum=zf, q_sum=zf, train_iters=zi,
+            bad_update=jnp.full((), -1, jnp.int32),
         )
 
     def iteration(c: Carry) -> Carry:
@@ -315,35 +452,27 @@ def _train_jax(cfg: dict, batching: str, seeds: list[int], runs: list, progress:
         bs = buf.add(c.buffer, episodes, max_rows=max_rows)
         env_steps = c.env_steps + per_iter
         learn = env_steps >= tr["learning_starts"]
-
-        def updates(ts):
-            def step(ts, k):
-                k_sample, k_update = jax.random.split(k)
-                return update(ts, sample(bs, k_sample), k_update)
-
-            ts, m = jax.lax.scan(step, ts, jax.random.split(k_train, tr["updates_per_iter"]))
-            return ts, (m["loss"].mean(), m["q_mean"].mean())
-
-        def no_updates(ts):
-            return ts, (jnp.zeros(()), jnp.zeros(()))
-
-        ts, (loss, q) = jax.lax.cond(learn, updates, no_updates, c.ts)
+        no_updates = lambda ts: (ts, dict(loss=jnp.zeros(()), q_mean=jnp.zeros(()), bad=jnp.full((), -1, jnp.int32)))
+        ts, m = jax.lax.cond(learn, lambda ts: block(ts, bs, k_train), no_updates, c.ts)
+        bad = jnp.where((c.bad_update < 0) & (m["bad"] >= 0), c.updates + m["bad"] + 1, c.bad_update)
         return c.replace(
             ts=ts, buffer=bs, collector=cs, key=key, env_steps=env_steps,
             updates=c.updates + learn * tr["updates_per_iter"], trials=c.trials + stats.trials,
-            correct=c.correct + stats.correct, loss_sum=c.loss_sum + loss, q_sum=c.q_sum + q,
-            train_iters=c.train_iters + learn,
+            correct=c.correct + stats.correct, loss_sum=c.loss_sum + m["loss"], q_sum=c.q_sum + m["q_mean"],
+            train_iters=c.train_iters + learn, bad_update=bad,
         )
 
     def evaluate_params(params, key, n_trials):
         return evaluate_jax(env, env_params, network, spec, params, key, ev["num_envs"], n_trials)
 
-    def chunk(c: Carry, n_iters):
-        c = jax.lax.fori_loop(0, n_iters, lambda _, c: iteration(c), c)  # n_iters traced: one compile
+    def run_iters(c: Carry, n):
+        return jax.lax.fori_loop(0, n, lambda _, c: iteration(c), c)  # n traced: one compile
+
+    def row(c: Carry):
         result = evaluate_params(c.ts.params, c.eval_key, ev["trials"])
         eps = epsilon_at(c.env_steps - per_iter, tr["eps_start"], tr["eps_end"], tr["eps_decay_steps"])
         n_it = jnp.maximum(c.train_iters, 1)
-        row = dict(
+        values = dict(
             env_steps=c.env_steps, updates=c.updates, eval_performance=result["performance"],
             eval_reward_per_trial=result["reward_per_trial"],
             train_performance=jnp.where(c.trials > 0, c.correct / jnp.maximum(c.trials, 1), jnp.nan),
@@ -351,28 +480,59 @@ def _train_jax(cfg: dict, batching: str, seeds: list[int], runs: list, progress:
             q_mean=jnp.where(c.train_iters > 0, c.q_sum / n_it, jnp.nan), epsilon=eps,
         )
         zi, zf = jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32)
-        return c.replace(trials=zi, correct=zf, loss_sum=zf, q_sum=zf, train_iters=zi), row
+        return c.replace(trials=zi, correct=zf, loss_sum=zf, q_sum=zf, train_iters=zi), values
 
-    run_chunk = jax.jit(jax.vmap(chunk, in_axes=(0, None)))
+    run_iters_v = jax.jit(jax.vmap(run_iters, in_axes=(0, None)))
+    row_v = jax.jit(jax.vmap(row))
     final_eval = jax.jit(jax.vmap(evaluate_params, in_axes=(0, 0, None)), static_argnums=2)
 
     total_iters = -(-tr["total_env_steps"] // per_iter)
     iters_per_row = max(1, -(-ev["every_env_steps"] // per_iter))
-    trackers = [Tracker(cfg, batching, s, r) for s, r in zip(seeds, runs)]
-    t0 = time.perf_counter()
+    every = cfg["checkpoint"]["every_updates"]
+    iters_per_ckpt = max(1, -(-every // tr["updates_per_iter"])) if every else total_iters
     carry = jax.jit(jax.vmap(init))(jnp.asarray(seeds, jnp.uint32))
-    bar = tqdm(total=total_iters * per_iter, unit="step", disable=not progress, dynamic_ncols=True, file=sys.stderr)
-    done = 0
+    if resume is None:
+        done, last_ckpt, elapsed, saved = 0, 0, 0.0, [None] * len(seeds)
+    else:
+        carry = checkpoint.from_plain(carry, resume["carry"])
+        done, last_ckpt, elapsed, saved = resume["done"], resume["done"], resume["elapsed"], resume["trackers"]
+    trackers = [Tracker(cfg, batching, s, r, sv) for s, r, sv in zip(seeds, runs, saved)]
+    t0 = time.perf_counter() - elapsed
+
+    def save(finished=False):
+        if ckpt_dir is not None:
+            checkpoint.save(ckpt_dir, dict(
+                backend="jax", batching=batching, config=cfg, seeds=seeds, finished=finished,
+                carry=checkpoint.to_plain(carry), done=done, elapsed=time.perf_counter() - t0,
+                trackers=[t.saved() for t in trackers], rows=[t.rows for t in trackers],
+            ))
+
+    bar = tqdm(total=total_iters * per_iter, initial=done * per_iter, unit="step", disable=not progress,
+               dynamic_ncols=True, file=sys.stderr)
     while done < total_iters:
-        n = min(iters_per_row, total_iters - done)
-        carry, rows = run_chunk(carry, jnp.int32(n))
-        rows = jax.device_get(rows)
-        done += n
-        wall = round(time.perf_counter() - t0, 3)
-        for i, tracker in enumerate(trackers):
-            tracker.row(wall_s=wall, **{k: v[i] for k, v in rows.items()})
+        if stop.signum is not None:
+            save()
+            raise _interrupted(stop, done * per_iter, ckpt_dir)
+        to_row = iters_per_row - done % iters_per_row
+        to_ckpt = iters_per_ckpt - (done - last_ckpt)
+        n = max(1, min(to_row, to_ckpt, total_iters - done))
+        new = run_iters_v(carry, jnp.int32(n))
+        bad = np.asarray(new.bad_update)
+        if (bad >= 0).any():
+            i = int(np.flatnonzero(bad >= 0)[0])
+            raise _non_finite(seeds[i], int(bad[i]), ckpt_dir if last_ckpt else None)
+        carry, done = new, done + n
+        if done % iters_per_row == 0 or done == total_iters:
+            carry, values = row_v(carry)
+            values = jax.device_get(values)
+            wall = round(time.perf_counter() - t0, 3)
+            for i, tracker in enumerate(trackers):
+                tracker.row(wall_s=wall, **{k: v[i] for k, v in values.items()})
+            _postfix(bar, trackers[0].last, float(values["epsilon"][0]))
+        if every and done - last_ckpt >= iters_per_ckpt:
+            last_ckpt = done
+            save()
         bar.update(n * per_iter)
-        _postfix(bar, trackers[0].last, float(rows["epsilon"][0]))
     bar.close()
     wall = time.perf_counter() - t0
     final = jax.device_get(final_eval(carry.ts.params, carry.eval_key, ev["final_trials"]))
@@ -380,16 +540,17 @@ def _train_jax(cfg: dict, batching: str, seeds: list[int], runs: list, progress:
     for i, tracker in enumerate(trackers):
         params_i = jax.tree.map(lambda x: np.asarray(x[i]), carry.ts.params)
         out.append(tracker.finish(
-            {k: _plain(v[i]) for k, v in final.items()}, int(carry.env_steps[i]), int(carry.updates[i]), wall, params_i
+            {k: v[i] for k, v in final.items()}, int(carry.env_steps[i]), int(carry.updates[i]), wall, params_i
         ))
+    save(finished=True)
     return out
 
 
 def _make_jax_env(make_jax_env, cfg):
     try:
         return make_jax_env(cfg["env"]["task"], **cfg["env"]["kwargs"])
-    except ValueError as e:
-        raise ConfigError(f"env: {e}") from None
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"env.kwargs: {e}") from None
 
 
 def _make_probe_env(task, task_kwargs):
@@ -406,49 +567,97 @@ def _make_probe_env(task, task_kwargs):
     return env
 
 
+# ---- command line --------------------------------------------------------------------------
+
+
 def cli_main(argv: list[str], batching: str) -> int:
     """Command line of tape_dqn.py / segment_dqn.py. Returns the exit status."""
     prog = "tape_dqn.py" if batching == "tape" else "segment_dqn.py"
     p = argparse.ArgumentParser(prog=prog, description=f"Double DQN with {batching}-based batching on a NeuroGym task.")
-    p.add_argument("config", help="experiment YAML file, e.g. experiments/perceptual_decision_making/tape_mpn.yaml")
+    p.add_argument("config", nargs="?", help="experiment YAML file, e.g. experiments/perceptual_decision_making/tape_mpn.yaml")
     p.add_argument("--seed", type=int, help="override the config's seed")
     p.add_argument("--out", help="run folder (default runs/<experiment>-<timestamp>/); must not exist or be empty")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value, e.g. --set train.lr=3e-4 (repeatable)")
     p.add_argument("--seeds", type=int, default=1, metavar="N",
                    help="train N independent seeds (seed, seed+1, ...): vmapped in one program on the jax backend; "
                         "one run folder per seed, <out>/seed<k>/")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the interrupted run in RUN_DIR from its checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
+    stop = StopFlag()
     try:
-        overrides = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
-        cfg = load(args.config, overrides)
-        if args.seeds < 1:
-            raise ConfigError(f"--seeds {args.seeds}: must be at least 1")
-        out = Path(args.out) if args.out else Path("runs") / f"{cfg['name']}-{datetime.now():%Y%m%d-%H%M%S}"
-        if cfg["env"]["backend"] == "neurogym":
-            _make_probe_env(cfg["env"]["task"], cfg["env"]["kwargs"])
+        if args.resume:
+            if args.config or args.set or args.seed is not None or args.out or args.seeds != 1:
+                raise ConfigError("--resume takes no config file, --set, --seed, --seeds or --out: the run's own are used")
+            top, cfg, seeds, dirs, runs, resume = _reopen(Path(args.resume), batching)
         else:
-            from collector.jax_envs import make_jax_env
-
-            _make_jax_env(make_jax_env, cfg)
-        build_network(cfg, 2)
-        seeds = [cfg["seed"] + i for i in range(args.seeds)]
-        dirs = [out] if args.seeds == 1 else [out / f"seed{s}" for s in seeds]
-        for d in dirs:
-            RunFolder.check(d)
-        runs = [RunFolder(d, {**cfg, "seed": s}) for d, s in zip(dirs, seeds)]
-        print(f"{prog}: writing {out}/", file=sys.stderr)
-        summaries = train(cfg, batching, runs, progress=not args.no_progress, seeds=seeds)
+            if not args.config:
+                raise ConfigError("give an experiment YAML file (or --resume RUN_DIR)")
+            top, cfg, seeds, dirs, runs = _new_run(args, prog)
+            resume = None
+        print(f"{prog}: writing {top}/", file=sys.stderr)
+        previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            summaries = train(cfg, batching, runs, not args.no_progress, seeds, top, resume, stop)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
     except ConfigError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; rows written so far are in metrics.csv", file=sys.stderr)
-        return 130
-    for d, summary in zip(dirs, summaries):
+    except RunStopped as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return e.status
+    for summary in summaries:
         print(
             f"{prog}: seed {summary['seed']}: final greedy performance {summary['final_eval_performance']:.3f} over "
             f"{summary['final_eval_trials']} trials after {summary['env_steps']} env steps, {summary['wall_s']:.1f} s"
         )
+    for d in dirs:
         print(f"{prog}: wrote {d}/config.yaml, metrics.csv, summary.json, params.msgpack")
     return 0
+
+
+def _new_run(args, prog):
+    overrides = list(args.set) + ([f"seed={args.seed}"] if args.seed is not None else [])
+    cfg = load(args.config, overrides)
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds {args.seeds}: must be at least 1")
+    top = Path(args.out) if args.out else Path("runs") / f"{cfg['name']}-{datetime.now():%Y%m%d-%H%M%S}"
+    if cfg["env"]["backend"] == "neurogym":
+        _make_probe_env(cfg["env"]["task"], cfg["env"]["kwargs"])
+    else:
+        from collector.jax_envs import make_jax_env
+
+        _make_jax_env(make_jax_env, cfg)
+    build_network(cfg, 2)
+    seeds = [cfg["seed"] + i for i in range(args.seeds)]
+    dirs = [top] if args.seeds == 1 else [top / f"seed{s}" for s in seeds]
+    RunFolder.check(top)
+    runs = [RunFolder(d, {**cfg, "seed": s}) for d, s in zip(dirs, seeds)]
+    return top, cfg, seeds, dirs, runs
+
+
+def _reopen(top: Path, batching: str):
+    try:
+        ck = checkpoint.load(top)
+    except FileNotFoundError:
+        raise ConfigError(f"--resume {top}: no {checkpoint.FILENAME} there") from None
+    except (pickle.UnpicklingError, EOFError, OSError) as e:
+        raise ConfigError(f"--resume {top}: unreadable checkpoint ({e})") from None
+    if ck["batching"] != batching:
+        raise ConfigError(f"--resume {top}: a {ck['batching']} run; resume it with {ck['batching']}_dqn.py")
+    if ck["finished"]:
+        raise ConfigError(f"--resume {top}: the run already finished")
+    cfg, seeds = ck["config"], ck["seeds"]
+    dirs = [top] if len(seeds) == 1 else [top / f"seed{s}" for s in seeds]
+    first = ck.get("seed_index", 0)
+    runs = [None] * len(seeds)
+    for i in range(first, len(seeds)):
+        if i == first:
+            runs[i] = RunFolder.reopen(dirs[i], ck["rows"][0] if ck["backend"] == "neurogym" else ck["rows"][i])
+        elif ck["backend"] == "jax":
+            runs[i] = RunFolder.reopen(dirs[i], ck["rows"][i])
+        else:  # a later seed of a sequential neurogym run: not started yet
+            runs[i] = RunFolder.reopen(dirs[i], 0)
+    return top, cfg, seeds, dirs[first:] if ck["backend"] == "neurogym" else dirs, runs, ck

@@ -77,6 +77,13 @@ class HostCollector:
         self.first_trial = np.ones(n, bool)
         self.env_steps = 0
 
+    def __getstate__(self):
+        """For checkpoints: everything but the network (rebuilt from the config on resume)."""
+        state = dict(self.__dict__)
+        state["network"] = None
+        state["state"] = jax.device_get(self.state)
+        return state
+
     def run(self, params, num_steps: int, epsilon: float, key, record: bool = True):
         """Step every env `num_steps` times. Returns (Episodes of the episodes that ended, padded
         to a power-of-two count, or None; TrialStats)."""

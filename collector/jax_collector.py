@@ -20,6 +20,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from buffer import Episodes
@@ -213,6 +214,15 @@ class JaxCollector:
             rec_rows=jnp.zeros_like(cs.rec_rows), slot=jnp.zeros_like(cs.slot),
         )
         return cs, episodes, stats
+
+    def bytes_needed(self) -> int:
+        """Memory of the recording slots, in bytes (for up-front checks)."""
+        if not self.record:
+            return 0
+        row = 4 * self.obs_dim + 4 + 4 + 1
+        if self.store_state:
+            row += sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(self.network.initial_state(self.obs_dim)))
+        return self.n * self.slots * self.spec.max_rows * row
 
     def max_rows_per_call(self) -> int:
         """Upper bound on the rows one `collect` hands to the buffer (S transitions plus one final
