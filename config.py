@@ -149,6 +149,11 @@ def _merge(base: dict, override: dict, schema: dict, where: str, path: str = "")
 
 
 def _checked(v, spec: Opt, key: str, where: str):
+    if isinstance(v, str) and float in spec.types:
+        try:  # YAML 1.1 reads 3e-4 (no dot) as a string
+            v = float(v)
+        except ValueError:
+            pass
     if isinstance(v, bool) and bool not in spec.types:
         raise ConfigError(f"{where}: {key}: expected {_type_names(spec)}, got {v!r}")
     if isinstance(v, int) and not isinstance(v, bool) and float in spec.types and int not in spec.types:

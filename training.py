@@ -570,6 +570,16 @@ def _make_probe_env(task, task_kwargs):
 # ---- command line --------------------------------------------------------------------------
 
 
+def enable_compile_cache() -> None:
+    """Keep compiled XLA programs on disk (JAX_COMPILATION_CACHE_DIR, default
+    ~/.cache/mpn-dqn/xla) so that a second run of the same experiment skips most compilation."""
+    import os
+
+    path = os.environ.get("JAX_COMPILATION_CACHE_DIR") or str(Path.home() / ".cache" / "mpn-dqn" / "xla")
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
 def cli_main(argv: list[str], batching: str) -> int:
     """Command line of tape_dqn.py / segment_dqn.py. Returns the exit status."""
     prog = "tape_dqn.py" if batching == "tape" else "segment_dqn.py"
@@ -584,6 +594,7 @@ def cli_main(argv: list[str], batching: str) -> int:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the interrupted run in RUN_DIR from its checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
+    enable_compile_cache()
     stop = StopFlag()
     try:
         if args.resume:
