@@ -14,6 +14,7 @@ import yaml
 
 import config
 from plotting import compare, psychometric
+from plotting.common import find_runs, load_run
 from plotting.common import (
     PlotError, bootstrap_ci, find_runs, group_label, group_runs, load_params, load_run, wilson_ci,
 )
@@ -366,3 +367,24 @@ def test_psychometric_refuses_other_tasks(tiny_run, tmp_path, capsys):
     assert psychometric.main([str(tmp_path / "nope"), "--out", str(tmp_path / "x.png")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
     assert not (tmp_path / "x.png").exists()
+
+
+def test_results_table(tmp_path, capsys):
+    from plotting import table
+
+    # fake runs: performance 0.35 + level * (i + 1) / 5 at env_steps 1000 * (i + 1), +-0.03 noise
+    for s in range(3):
+        _fake_run(tmp_path / "tape" / f"seed{s}", "tape", s, 0.6)
+        _fake_run(tmp_path / "seg" / f"seed{s}", "segment", s, 0.2)
+    assert table.main([str(tmp_path), "--target", "0.7", "--out", str(tmp_path / "t.md")]) == 0
+    text = capsys.readouterr().out
+    assert (tmp_path / "t.md").read_text() == text
+    rows = {r["group"]: r for r in table.table_rows([load_run(p) for p in find_runs([tmp_path])], 0.7)}
+    tape = rows["tape · mpn"]
+    seg = next(v for k, v in rows.items() if k.startswith("segment"))
+    # tape: 0.35 + 0.6 * k / 5 >= 0.7 first at k = 3 (0.71 +- 0.03: k = 3 or 4); segment never
+    assert tape["reached"] == "3/3" and seg["reached"] == "0/3" and seg["steps"] == "-"
+    mean_steps = float(tape["steps"].split()[0])
+    assert 3000 <= mean_steps <= 4000
+    assert tape["final"].startswith("0.500 [0.500, 0.500]")
+    assert table.main([str(tmp_path / "nothing")]) == 2
