@@ -1,7 +1,11 @@
-"""The exact Multi-Plasticity Network (Aitken & Mihalas 2023), as a sequential scan.
+"""The exact Multi-Plasticity Network (Aitken & Mihalas 2023), as a sequential scan or in
+parallel over the tape by Newton (DEER) iterations.
 
 See shared/design/MPN.md. The post-synaptic term of the Hebbian update is h_t, which depends
-on M_{t-1} through tanh, so the recurrence is not a monoid; a plain `jax.lax.scan` is exact.
+on M_{t-1} through tanh, so the recurrence is not a monoid; a plain `jax.lax.scan` is exact
+(scan="sequential", the default). scan="parallel" solves the same recurrence with Newton steps
+that are linear associative scans (memory/deer.py), with a checked residual and a sequential
+fallback; scan="auto" picks per backend and tape length.
 """
 
 import math
@@ -9,7 +13,9 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import traverse_util
 
+from memory.deer import mpn_step, parallel_mpn
 from memory.inputs import layer_input_dim, layer_inputs
 
 SQRT6 = math.sqrt(6.0)
@@ -48,11 +54,104 @@ def project_lam(variables: dict, lam_max: float) -> dict:
     return {**variables, 'params': params}
 
 
+# `scan="auto"`: the shortest tape for which the parallel (Newton/DEER) path is chosen, per
+# jax.default_backend(); None: never. CPU: measured (see the MPN docstring) - the sequential scan
+# wins at every length, so never. GPU: 2048 is an ESTIMATE, NOT A MEASUREMENT (no GPU was
+# available when this was written): a sequential scan step on a GPU costs a few kernel launches
+# plus a while-loop predicate sync (~10-30 us), i.e. ~0.1-0.3 s per pass at T = 1e4, while a
+# Newton step is ~2 log2(T) levels of small batched kernels (launch-bound, ~1 ms) and 2-4 of
+# them usually suffice, so the crossover is expected at T of a few hundred to a few thousand.
+# TPU: no estimate (sequential). Re-measure with `python -m benchmarks.scan` on the target
+# machine and update these numbers.
+AUTO_PARALLEL_MIN_LENGTH = {'cpu': None, 'gpu': 2048, 'cuda': 2048, 'rocm': 2048, 'tpu': None}
+SCAN_MODES = ('sequential', 'parallel', 'auto')
+
+
+def default_tol(dtype) -> float:
+    """Residual tolerance for the parallel path when MPN.tol is None: 1e-4 in float32 (and
+    narrower types), 1e-10 in float64. The residual is relative to max(1, max|F(M)|)."""
+    return 1e-10 if jnp.finfo(dtype).bits >= 64 else 1e-4
+
+
+def parallel_stats(intermediates) -> dict:
+    """Summary of what MPN(scan="parallel") sowed, from apply(..., mutable=['intermediates']).
+
+    Takes the returned mutable dict (or its 'intermediates' entry) at any nesting depth and with
+    any vmap batch axes. Returns jnp scalars: calls (Newton solves run), fallbacks (how many of
+    them fell back to the sequential scan), max_residual and max_newton_iters (0 when nothing
+    was sown, e.g. scan="sequential"). Jittable.
+    """
+    tree = intermediates.get('intermediates', intermediates)
+    leaves = {'mpn_fallback': [], 'mpn_residual': [], 'mpn_newton_iters': []}
+    for path, value in traverse_util.flatten_dict(dict(tree)).items():
+        if path[-1] in leaves:
+            leaves[path[-1]].extend(jnp.ravel(v) for v in value)
+    cat = {k: jnp.concatenate(v) if v else jnp.zeros((0,)) for k, v in leaves.items()}
+    return dict(calls=jnp.int32(cat['mpn_fallback'].size),
+                fallbacks=jnp.sum(cat['mpn_fallback'].astype(jnp.int32)),
+                max_residual=jnp.max(cat['mpn_residual'], initial=0.0),
+                max_newton_iters=jnp.max(cat['mpn_newton_iters'], initial=0).astype(jnp.int32))
+
+
 class MPN(nn.Module):
     """Exact MPN layer: y, M_T = MPN(...).apply(variables, x [T, D], start [T], state=None).
 
     Per step: M = where(start, 0, M); h = tanh(b + (W ⊙ (1 + M)) x); M = λM + η h xᵀ
     (then clip to [-m_clamp, m_clamp] if set); y = h. State M: [hidden, Nx].
+
+    Computation runs in the dtype of the inputs and params (float32 by default; float64 if both
+    are float64, with jax_enable_x64 on).
+
+    `scan` picks how the recurrence is evaluated; every mode computes the same function:
+      - "sequential" (default): `jax.lax.scan`, O(T) depth; exact; supports every transform.
+      - "parallel": Newton / DEER (memory/deer.py). Up to `newton_iters` Newton steps, each an
+        associative scan over per-row dense Nx × Nx Jacobian blocks, under stop_gradient; then
+        the converged tape gets the implicit-function-theorem gradient (a reverse associative
+        scan of the transposed Jacobians), which equals BPTT. Reverse-mode only (grad / vjp /
+        jacrev; not jvp / jacfwd). If the relative residual
+        r = max_t |M_t - F(M_{t-1}, x_t)| / max(1, max|F|) exceeds `tol` (None: 1e-4 in float32,
+        1e-10 in float64) after `newton_iters` steps (or is not finite), the result comes from
+        the sequential scan instead (`jax.lax.cond`, so it stays jittable; the output is then
+        exactly the sequential one). Under `jax.vmap` the cond becomes a select and BOTH paths
+        run, so use "parallel" on unbatched tapes (e.g. the tape loss), not inside vmap.
+        Newton steps stop early once r <= tol (after one extra polishing step unless
+        r <= tol / 100), so a generous `newton_iters` costs nothing when it converges. Each
+        step makes at least one more step of every episode exact, so newton_iters >= the
+        longest episode always converges (up to rounding); in practice (Nx = 10, lam = 0.95,
+        random inputs) 2-3 steps for |eta| <= 0.3, ~5 for |eta| = 1, 10-20 for |eta| = 3 or
+        with a binding m_clamp. Memory: ~5 copies of the dense Jacobian blocks,
+        ~20 T Nh Nx² bytes in float32 (12 GB at T = 1e5, Nh = 64, Nx = 10).
+      - "auto": "parallel" when T >= AUTO_PARALLEL_MIN_LENGTH[jax.default_backend()], else
+        "sequential" (decided at trace time from the static tape length): always sequential on
+        CPU; on GPU parallel from T = 2048 (an estimate, NOT measured: no GPU was available).
+        CPU measurements, `python -m benchmarks.scan` (2-core CPU shared with other jobs,
+        jax 0.10.2, Nx = 10, an episode start every 100 steps, eta = 0.1, lam = 0.95; 2-3 Newton
+        steps used, never a fallback), time per call, forward + backward / forward only:
+            Nh   T      sequential         parallel           parallel / sequential
+            64   1e3    11.7 ms / 1.1 ms   238 ms / 152 ms    20x / 140x
+            64   1e4    174 ms / 15 ms     2.5 s / 1.9 s      14x / 130x
+            64   1e5    1.7 s / 150 ms     25.6 s / 16.8 s    15x / 110x
+            128  1e3    14 ms / 1.7 ms     469 ms / 381 ms    34x / 220x
+            128  1e4    308 ms / 28 ms     5.0 s / 3.9 s      16x / 140x
+            256  1e3    44 ms / 3.6 ms     602 ms / 447 ms    14x / 120x
+            256  1e4    515 ms / 41 ms     6.4 s / 4.2 s      12x / 100x
+        (parallel at T = 1e5 with Nh >= 128 was not run: ~24-48 GB of Jacobian blocks.) The
+        parallel path never overtakes on CPU: it does O(Nx²) more work per step, and a CPU
+        gains nothing from O(log T) depth. Compilation of the parallel path takes ~5-15 s on CPU.
+
+    Observability of the parallel path (nothing is sown in sequential mode, nor by "auto" when
+    it picks sequential): each call sows into the 'intermediates' collection
+        'mpn_fallback'     bool []   True when the sequential fallback produced the output
+        'mpn_residual'     float []  the relative residual r after the Newton steps
+        'mpn_newton_iters' int32 []  the Newton steps used (early exit once r <= tol)
+    (each a tuple with one entry per call; under vmap each entry has the batch axis). Sowing is
+    a no-op unless 'intermediates' is mutable. A training loop reads them with `parallel_stats`:
+        (q, state), inter = net.apply(variables, x, start, mutable=['intermediates'])
+        stats = parallel_stats(inter)  # {'calls', 'fallbacks', 'max_residual', 'max_newton_iters'}
+    (jittable; works at any nesting, e.g. inside a QNetwork the keys sit under
+    inter['intermediates']['memory']). Log `fallbacks` and `max_residual` per update: a
+    persistent fallback means each call costs the Newton steps AND the sequential scan, so raise
+    newton_iters or use scan="sequential".
     """
     hidden: int = 100
     eta_init: float | None = 0.1  # None: U(-sqrt6, sqrt6) as the authors
@@ -61,25 +160,50 @@ class MPN(nn.Module):
     m_clamp: float | None = None
     input_proj: int = 0
     input_bias: bool = False
+    scan: str = 'sequential'  # 'sequential' | 'parallel' | 'auto'
+    newton_iters: int = 8  # parallel: maximum Newton steps before falling back
+    tol: float | None = None  # parallel: residual tolerance; None: default_tol(dtype)
 
     @nn.compact
     def __call__(self, x: jax.Array, start: jax.Array, state: jax.Array | None = None):
         """Run the tape x [T, D] with start flags [T]; returns y [T, hidden] and the final M."""
-        x = layer_inputs(self, jnp.asarray(x, jnp.float32), self.input_proj, self.input_bias)
-        w, b, eta, lam = plastic_params(self, x.shape[-1])
-        m0 = jnp.zeros((self.hidden, x.shape[-1]), jnp.float32) if state is None else state
+        if self.scan not in SCAN_MODES:
+            raise ValueError(f"MPN.scan must be one of {SCAN_MODES}, got {self.scan!r}")
+        x = jnp.asarray(x)
+        if not (jnp.issubdtype(x.dtype, jnp.floating) and jnp.finfo(x.dtype).bits >= 32):
+            x = x.astype(jnp.float32)
+        x = layer_inputs(self, x, self.input_proj, self.input_bias)
+        params = plastic_params(self, x.shape[-1])
+        dtype = jnp.result_type(x, *params)
+        x = x.astype(dtype)
+        start = jnp.asarray(start, bool)
+        m0 = (jnp.zeros((self.hidden, x.shape[-1]), dtype) if state is None
+              else jnp.asarray(state, dtype))
 
-        def step(m, inputs):
-            x_t, start_t = inputs
-            m = jnp.where(start_t, 0.0, m)
-            h = jnp.tanh(b + (w * (1.0 + m)) @ x_t)
-            m = lam * m + eta * jnp.outer(h, x_t)
-            if self.m_clamp is not None:
-                m = jnp.clip(m, -self.m_clamp, self.m_clamp)
-            return m, h
+        def sequential(params, x, start, m0):
+            def step(m, inputs):
+                return mpn_step(params, m, *inputs, self.m_clamp)
+            m_final, y = jax.lax.scan(step, m0, (x, start))
+            return y, m_final
 
-        m_final, y = jax.lax.scan(step, m0, (x, jnp.asarray(start, bool)))
-        return y, m_final
+        if self._use_parallel(x.shape[0]):
+            tol = default_tol(dtype) if self.tol is None else self.tol
+            y_par, m_par, resid, iters, ok = parallel_mpn(
+                params, x, start, m0, self.m_clamp, self.newton_iters, tol)
+            self.sow('intermediates', 'mpn_fallback', ~ok)
+            self.sow('intermediates', 'mpn_residual', resid)
+            self.sow('intermediates', 'mpn_newton_iters', iters)
+            return jax.lax.cond(ok, lambda *_: (y_par, m_par), sequential,
+                                params, x, start, m0)
+        return sequential(params, x, start, m0)
+
+    @nn.nowrap
+    def _use_parallel(self, length: int) -> bool:
+        """Whether this call takes the Newton/DEER path (static: mode, backend, tape length)."""
+        if self.scan == 'auto':
+            threshold = AUTO_PARALLEL_MIN_LENGTH.get(jax.default_backend())
+            return threshold is not None and length >= threshold
+        return self.scan == 'parallel'
 
     @nn.nowrap
     def initial_state(self, input_dim: int) -> jax.Array:
