@@ -16,6 +16,7 @@ import optax
 from flax import struct
 
 from buffer import Segments, Tape
+from memory.mpn import parallel_stats
 
 
 @struct.dataclass
@@ -69,27 +70,34 @@ def td_huber(q, q_target, action, reward, bootstrap, mask, gamma, delta):
     return jnp.concatenate([loss, pad]), jnp.concatenate([jnp.where(m, q_taken, 0.0), pad])
 
 
+def _apply(network, params, x, start, state=None):
+    """network.apply that also returns how many parallel MPN scans fell back to the sequential
+    scan (memory/mpn.py sows it; 0 for every other model), so that a fallback is never silent."""
+    (q, state), inter = network.apply(params, x, start, state, mutable=["intermediates"])
+    return q, state, parallel_stats(inter)["fallbacks"]
+
+
 def tape_loss(params, target_params, network, tape: Tape, cfg: LossConfig):
     """Mean TD loss over the valid transitions of a tape: one pass of each network over it."""
-    q, _ = network.apply(params, tape.obs, tape.reset)
-    q_t, _ = network.apply(target_params, tape.obs, tape.reset)
+    q, _, fb = _apply(network, params, tape.obs, tape.reset)
+    q_t, _, fb_t = _apply(network, target_params, tape.obs, tape.reset)
     loss, q_taken = td_huber(
         q, q_t, tape.action, tape.reward, tape.bootstrap, tape.mask, cfg.gamma, cfg.huber_delta
     )
     n = jnp.maximum(tape.mask.sum(), 1)
-    return loss.sum() / n, dict(q_mean=q_taken.sum() / n, transitions=tape.mask.sum())
+    return loss.sum() / n, dict(q_mean=q_taken.sum() / n, transitions=tape.mask.sum(), scan_fallbacks=fb + fb_t)
 
 
 def _segment_q(network, params, seg: Segments, init_state):
     """Q-values [W - burn_in, A] of one segment window. The burn-in rows only build the state
     (R2D2): they run under stop_gradient and get no loss."""
     b = seg.burn_in
-    state = init_state
+    state, fb = init_state, 0
     if b > 0:
-        _, state = network.apply(params, seg.obs[:b], seg.reset[:b], state)
+        _, state, fb = _apply(network, params, seg.obs[:b], seg.reset[:b], state)
         state = jax.lax.stop_gradient(state)
-    q, _ = network.apply(params, seg.obs[b:], seg.reset[b:], state)
-    return q
+    q, _, fb2 = _apply(network, params, seg.obs[b:], seg.reset[b:], state)
+    return q, fb + fb2
 
 
 def segment_loss(params, target_params, network, seg: Segments, cfg: LossConfig):
@@ -100,14 +108,14 @@ def segment_loss(params, target_params, network, seg: Segments, cfg: LossConfig)
     def one(p, s):
         return _segment_q(network, p, s, s.init_state)
 
-    q = jax.vmap(one, in_axes=(None, in_axes))(params, seg)
-    q_t = jax.vmap(one, in_axes=(None, in_axes))(target_params, seg)
+    q, fb = jax.vmap(one, in_axes=(None, in_axes))(params, seg)
+    q_t, fb_t = jax.vmap(one, in_axes=(None, in_axes))(target_params, seg)
     rows = lambda x: x[:, b:]
     loss, q_taken = jax.vmap(td_huber, in_axes=(0, 0, 0, 0, 0, 0, None, None))(
         q, q_t, rows(seg.action), rows(seg.reward), rows(seg.bootstrap), rows(seg.mask), cfg.gamma, cfg.huber_delta
     )
     n = jnp.maximum(seg.mask.sum(), 1)
-    return loss.sum() / n, dict(q_mean=q_taken.sum() / n, transitions=seg.mask.sum())
+    return loss.sum() / n, dict(q_mean=q_taken.sum() / n, transitions=seg.mask.sum(), scan_fallbacks=fb.sum() + fb_t.sum())
 
 
 def batch_loss(params, target_params, network, batch, cfg: LossConfig):

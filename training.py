@@ -47,7 +47,7 @@ from memory import QNetwork, make_memory
 
 METRICS = [
     "env_steps", "updates", "wall_s", "eval_performance", "eval_reward_per_trial",
-    "train_performance", "loss", "q_mean", "epsilon",
+    "train_performance", "loss", "q_mean", "epsilon", "scan_fallbacks",
 ]
 
 
@@ -121,11 +121,12 @@ def update_block(sample, num_updates: int):
             ts, m = update(ts, sample(buffer_state, k_sample), k_update)
             leaves = jax.tree.leaves(ts.params)
             finite = jnp.isfinite(m["loss"]) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
-            return ts, dict(loss=m["loss"], q_mean=m["q_mean"], finite=finite)
+            return ts, dict(loss=m["loss"], q_mean=m["q_mean"], finite=finite, fallbacks=m["scan_fallbacks"])
 
         ts, m = jax.lax.scan(step, ts, jax.random.split(key, num_updates))
         bad = jnp.where(jnp.all(m["finite"]), -1, jnp.argmin(m["finite"]))
-        return ts, dict(loss=m["loss"].mean(), q_mean=m["q_mean"].mean(), bad=bad)
+        return ts, dict(loss=m["loss"].mean(), q_mean=m["q_mean"].mean(), bad=bad,
+                        fallbacks=m["fallbacks"].sum().astype(jnp.int32))
 
     return run
 
@@ -363,6 +364,7 @@ def _train_host(cfg, batching, seeds, index, run, progress, ckpt_dir, resume, st
             loop["updates"] += tr["updates_per_iter"]
             loop["acc_loss"].append(float(m["loss"]))
             loop["acc_q"].append(float(m["q_mean"]))
+            loop["fallbacks"] = loop.get("fallbacks", 0) + int(m["fallbacks"])
         bar.update(per_iter)
         if loop["env_steps"] >= loop["next_eval"] or loop["env_steps"] >= total:
             loop["next_eval"] += ev["every_env_steps"]
@@ -371,9 +373,9 @@ def _train_host(cfg, batching, seeds, index, run, progress, ckpt_dir, resume, st
                 env_steps=loop["env_steps"], updates=loop["updates"], wall_s=round(time.perf_counter() - t0, 3),
                 eval_performance=result["performance"], eval_reward_per_trial=result["reward_per_trial"],
                 train_performance=_mean(np.concatenate(loop["acc_perf"])), loss=_mean(loop["acc_loss"]),
-                q_mean=_mean(loop["acc_q"]), epsilon=eps,
+                q_mean=_mean(loop["acc_q"]), epsilon=eps, scan_fallbacks=loop.get("fallbacks", 0),
             )
-            loop["acc_perf"], loop["acc_loss"], loop["acc_q"] = [], [], []
+            loop["acc_perf"], loop["acc_loss"], loop["acc_q"], loop["fallbacks"] = [], [], [], 0
         if cfg["checkpoint"]["every_updates"] and loop["updates"] - loop["last_ckpt_updates"] >= cfg["checkpoint"]["every_updates"]:
             save()
         _postfix(bar, tracker.last, eps)
@@ -404,6 +406,7 @@ class Carry:
     loss_sum: jax.Array
     q_sum: jax.Array
     train_iters: jax.Array
+    fallbacks: jax.Array  # parallel-scan fallbacks since the last row
     bad_update: jax.Array  # first update (1-based) with a non-finite loss or parameter; -1: none
 
 
@@ -441,7 +444,7 @@ def _train_jax(cfg, batching, seeds, runs, progress, ckpt_dir, resume, stop) -> 
             ts=make_train_state(cfg, network, obs_dim, k_init),
             buffer=buf.init(tr["buffer_capacity"], obs_dim, state_example),
             collector=collector.init(k_col), key=key, eval_key=jax.random.fold_in(jax.random.PRNGKey(seed), 1),
-            env_steps=zi, updates=zi, trials=zi, correct=zf, loss_sum=zf, q_sum=zf, train_iters=zi,
+            env_steps=zi, updates=zi, trials=zi, correct=zf, loss_sum=zf, q_sum=zf, train_iters=zi, fallbacks=zi,
             bad_update=jnp.full((), -1, jnp.int32),
         )
 
@@ -452,14 +455,15 @@ def _train_jax(cfg, batching, seeds, runs, progress, ckpt_dir, resume, stop) -> 
         bs = buf.add(c.buffer, episodes, max_rows=max_rows)
         env_steps = c.env_steps + per_iter
         learn = env_steps >= tr["learning_starts"]
-        no_updates = lambda ts: (ts, dict(loss=jnp.zeros(()), q_mean=jnp.zeros(()), bad=jnp.full((), -1, jnp.int32)))
+        no_updates = lambda ts: (ts, dict(loss=jnp.zeros(()), q_mean=jnp.zeros(()), bad=jnp.full((), -1, jnp.int32),
+                                          fallbacks=jnp.zeros((), jnp.int32)))
         ts, m = jax.lax.cond(learn, lambda ts: block(ts, bs, k_train), no_updates, c.ts)
         bad = jnp.where((c.bad_update < 0) & (m["bad"] >= 0), c.updates + m["bad"] + 1, c.bad_update)
         return c.replace(
             ts=ts, buffer=bs, collector=cs, key=key, env_steps=env_steps,
             updates=c.updates + learn * tr["updates_per_iter"], trials=c.trials + stats.trials,
             correct=c.correct + stats.correct, loss_sum=c.loss_sum + m["loss"], q_sum=c.q_sum + m["q_mean"],
-            train_iters=c.train_iters + learn, bad_update=bad,
+            train_iters=c.train_iters + learn, fallbacks=c.fallbacks + m["fallbacks"], bad_update=bad,
         )
 
     def evaluate_params(params, key, n_trials):
@@ -477,10 +481,10 @@ def _train_jax(cfg, batching, seeds, runs, progress, ckpt_dir, resume, stop) -> 
             eval_reward_per_trial=result["reward_per_trial"],
             train_performance=jnp.where(c.trials > 0, c.correct / jnp.maximum(c.trials, 1), jnp.nan),
             loss=jnp.where(c.train_iters > 0, c.loss_sum / n_it, jnp.nan),
-            q_mean=jnp.where(c.train_iters > 0, c.q_sum / n_it, jnp.nan), epsilon=eps,
+            q_mean=jnp.where(c.train_iters > 0, c.q_sum / n_it, jnp.nan), epsilon=eps, scan_fallbacks=c.fallbacks,
         )
         zi, zf = jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32)
-        return c.replace(trials=zi, correct=zf, loss_sum=zf, q_sum=zf, train_iters=zi), values
+        return c.replace(trials=zi, correct=zf, loss_sum=zf, q_sum=zf, train_iters=zi, fallbacks=zi), values
 
     run_iters_v = jax.jit(jax.vmap(run_iters, in_axes=(0, None)))
     row_v = jax.jit(jax.vmap(row))

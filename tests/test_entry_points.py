@@ -123,3 +123,20 @@ def test_readme_explains_every_config_key():
     readme = (ROOT / "README.md").read_text()
     missing = [key for key, _ in config.iter_options() if f"`{key}`" not in readme]
     assert not missing, f"README.md does not explain: {missing}"
+
+
+def test_parallel_scan_fallbacks_are_counted_in_metrics(tmp_path):
+    """MPN(scan="parallel") that cannot converge in one Newton step falls back to the sequential
+    scan; the run counts every fallback in metrics.csv instead of hiding it."""
+    out = tmp_path / "run"
+    cfg = ROOT / "experiments" / "perceptual_decision_making" / "tape_mpn.yaml"
+    i = TINY.index("model.memory_kwargs={hidden: 8, input_proj: 4, input_bias: true}")
+    args = TINY[: i - 1] + TINY[i + 1 :]
+    proc = subprocess.run(
+        [sys.executable, "tape_dqn.py", str(cfg), "--out", str(out), *args,
+         "--set", "model.memory_kwargs={hidden: 8, input_proj: 4, input_bias: true, scan: parallel, newton_iters: 1, eta_init: 3.0}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert int(rows[-1]["scan_fallbacks"]) > 0
