@@ -1,7 +1,7 @@
 """Throughput benchmark: double-DQN updates on tapes versus segments, buffer sampling, and
 environment collection on both backends.
 
-    python -m benchmarks.throughput [--quick] [--out FILE.json] [--trace DIR] [--only update|collection]
+    python -m benchmarks.throughput [--quick] [--out FILE.json] [--trace DIR] [--only update|collection|scan] [--scan]
                                     [--episodes SOURCE] [--seed N]
 
 Every figure is taken after warm-up, with `jax.block_until_ready` before each clock read; compile
@@ -939,7 +939,10 @@ def parse_args(argv):
                    help="profile: after each measurement is timed, one more call runs inside "
                         "jax.profiler.trace(DIR/<NN>_<label>) (calls over 1 s are skipped: their traces "
                         "take gigabytes); view with TensorBoard or Perfetto")
-    p.add_argument("--only", choices=("update", "collection"), help="run only this group of measurements")
+    p.add_argument("--only", choices=("update", "collection", "scan"), help="run only this group of measurements")
+    p.add_argument("--scan", action="store_true",
+                   help="also run the exact-MPN scan comparison (benchmarks/scan.py: sequential vs parallel vs "
+                        "mpn_pre, forward and forward+backward against tape length and hidden size)")
     p.add_argument("--episodes", metavar="SOURCE",
                    help="what fills the replay buffer for the update measurements: a JAX task id "
                         f"({', '.join(TASKS)}; collected with the JAX collector, random policy) or pdm-like "
@@ -984,10 +987,24 @@ def main(argv=None) -> int:
             records += run_collection_benchmarks(**cfg["collection"], seed=args.seed, log=log)
     finally:
         set_trace(None)
+    scan_records = []
+    if args.only == "scan" or args.scan:
+        from benchmarks import scan
+
+        lengths = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000]
+        hiddens = [64] if args.quick else [64, 128, 256]
+        scan_records = scan.run(lengths, hiddens, reps=3, max_gb=8.0, max_seconds=120.0, log=log)
+        for r in scan_records:  # one file: 'kind' names the measurement group, 'pass' fwd / fwd_bwd
+            r["pass"], r["kind"] = r["kind"], "scan"
     wall = time.perf_counter() - t0
-    for r in records:
+    for r in records + scan_records:
         r["run"] = "quick" if args.quick else "full"
     print(format_table(records))
+    if scan_records:
+        from benchmarks import scan
+
+        print("\n".join(scan.summarize([dict(r, kind=r["pass"]) for r in scan_records])))
+    records += scan_records
     print(f"\n{len(records)} records in {wall:.1f} s" + (f"; trace in {args.trace}" if args.trace else ""))
     if args.out:
         Path(args.out).write_text(json.dumps(records, indent=1, default=_json_default))

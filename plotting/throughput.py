@@ -340,11 +340,20 @@ def main(argv=None) -> int:
             raise BenchPlotError(f"--out {out}: folder {out.parent} does not exist")
         if out.suffix.lower() != ".png":
             raise BenchPlotError(f"--out {out}: expected a .png file name")
-        plot(load_records(args.bench), out)
+        records = load_records(args.bench)
+        scan_records = [dict(r, kind=r["pass"]) for r in records if r.get("kind") == "scan" and "pass" in r]
+        if len(scan_records) < len(records):
+            plot(records, out)
+            print(f"wrote {out}")
+        if scan_records:  # the exact-MPN scan comparison: a log-log plot of its own
+            from benchmarks import scan
+
+            scan_out = out.with_name(out.stem + "_scan.png") if len(scan_records) < len(records) else out
+            scan.plot(scan_records, str(scan_out))
+            print(f"wrote {scan_out}")
     except BenchPlotError as e:
         print(f"{PROG}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
-    print(f"wrote {out}")
     return 0
 
 
