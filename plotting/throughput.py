@@ -342,8 +342,8 @@ def main(argv=None) -> int:
             raise BenchPlotError(f"--out {out}: expected a .png file name")
         records = load_records(args.bench)
         scan_records = [dict(r, kind=r["pass"]) for r in records if r.get("kind") == "scan" and "pass" in r]
-        if len(scan_records) < len(records):
-            plot(records, out)
+        if not scan_records or len(scan_records) < len(records):
+            plot(records, out)  # raises BenchPlotError when there is nothing to plot
             print(f"wrote {out}")
         if scan_records:  # the exact-MPN scan comparison: a log-log plot of its own
             from benchmarks import scan

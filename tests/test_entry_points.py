@@ -99,7 +99,7 @@ def test_existing_run_folder_is_never_overwritten(tmp_path, capsys):
     (out / "metrics.csv").write_text("precious\n")
     good = str(ROOT / "experiments" / "perceptual_decision_making" / "tape_mpn.yaml")
     assert cli_main([good, "--out", str(out)], "tape") == 2
-    assert "not empty" in capsys.readouterr().err
+    assert "not an empty folder" in capsys.readouterr().err
     assert (out / "metrics.csv").read_text() == "precious\n"
 
 
