@@ -170,35 +170,16 @@ def _stack(episodes: list[dict], rows: int) -> Episodes:
     """Stack episode dicts into an Episodes batch padded to a power-of-two count (few jit shapes)."""
     e = 1 << (len(episodes) - 1).bit_length()
     pad = e - len(episodes)
-    first = episodes[0]
 
-    def stack(key):
-        xs = [ep[key] for ep in episodes]
+    def stack(*xs):
         arr = np.stack(xs)
-        if pad:
-            arr = np.concatenate([arr, np.zeros((pad,) + arr.shape[1:], arr.dtype)])
-        return arr
+        return np.concatenate([arr, np.zeros((pad,) + arr.shape[1:], arr.dtype)]) if pad else arr
 
-    state = None
-    if "state" in first:
-        leaves = [jax.tree.leaves(ep["state"]) for ep in episodes]
-        treedef = jax.tree.structure(first["state"])
-        stacked = []
-        for k in range(len(leaves[0])):
-            arr = np.stack([lv[k] for lv in leaves])
-            if pad:
-                arr = np.concatenate([arr, np.zeros((pad,) + arr.shape[1:], arr.dtype)])
-            stacked.append(arr)
-        state = jax.tree.unflatten(treedef, stacked)
-    n_rows = np.array([ep["n_rows"] for ep in episodes] + [0] * pad, np.int32)
+    fields = ("obs", "action", "reward", "reset", "n_rows", "state")
+    data = jax.tree.map(stack, *[{k: ep[k] for k in fields if k in ep} for ep in episodes])
     return Episodes(
-        obs=stack("obs"),
-        action=stack("action"),
-        reward=stack("reward"),
-        reset=stack("reset"),
-        n_rows=n_rows,
-        terminated=np.zeros(e, bool),
-        state=state,
+        obs=data["obs"], action=data["action"], reward=data["reward"], reset=data["reset"],
+        n_rows=data["n_rows"].astype(np.int32), terminated=np.zeros(e, bool), state=data.get("state"),
     )
 
 

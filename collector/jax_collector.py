@@ -25,7 +25,7 @@ from flax import struct
 
 from buffer import Episodes
 from collector.host import EpisodeSpec
-from collector.policy import batched_initial_state, epsilon_at  # noqa: F401  (re-exported for callers)
+from collector.policy import batched_initial_state
 
 
 @struct.dataclass
