@@ -204,6 +204,23 @@ def apply_override(cfg: dict, item: str) -> None:
     except yaml.YAMLError:
         raise ConfigError(f"{where}: value is not valid YAML") from None
     keys = dotted.strip().split(".")
+    node, spec = cfg, SCHEMA
+    for i, k in enumerate(keys[:-1]):
+        opt = spec.get(k) if isinstance(spec, dict) else None
+        if isinstance(opt, Opt) and dict in opt.types and isinstance(node.get(k), dict):
+            # a free mapping (model.memory_kwargs, env.kwargs): set one entry, keep the others
+            merged = copy.deepcopy(node[k])
+            inner = merged
+            for kk in keys[i + 1:-1]:
+                if not isinstance(inner.setdefault(kk, {}), dict):
+                    raise ConfigError(f"{where}: '{'.'.join(keys[:keys.index(kk) + 1])}' is not a mapping")
+                inner = inner[kk]
+            inner[keys[-1]] = value
+            keys, value = keys[:i + 1], merged
+            break
+        if not isinstance(opt, dict):
+            break
+        node, spec = node[k], opt
     nested: Any = value
     for k in reversed(keys):
         nested = {k: nested}

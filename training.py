@@ -218,8 +218,10 @@ def _mean(values) -> float:
 class Tracker:
     """One seed's bookkeeping: metrics.csv rows, the steps and seconds to the target, the summary."""
 
-    def __init__(self, cfg: dict, batching: str, seed: int, run: RunFolder | None, saved: dict | None = None):
+    def __init__(self, cfg: dict, batching: str, seed: int, run: RunFolder | None, saved: dict | None = None,
+                 seeds_in_program: int = 1):
         self.cfg, self.batching, self.seed, self.run = cfg, batching, seed, run
+        self.seeds_in_program = seeds_in_program  # seeds trained side by side: wall times are the program's
         self.last = dict(eval_performance=float("nan"), loss=float("nan"))
         self.reached = None
         self.rows = 0
@@ -250,6 +252,7 @@ class Tracker:
             target=cfg["eval"]["target"],
             target_reached_env_steps=self.reached and self.reached["env_steps"],
             target_reached_wall_s=self.reached and self.reached["wall_s"],
+            eval_trials=cfg["eval"]["trials"], seeds_in_program=self.seeds_in_program,
             device=str(jax.devices()[0]), jax_version=jax.__version__,
         )
         if self.run is not None:
@@ -500,7 +503,7 @@ def _train_jax(cfg, batching, seeds, runs, progress, ckpt_dir, resume, stop) -> 
     else:
         carry = checkpoint.from_plain(carry, resume["carry"])
         done, last_ckpt, elapsed, saved = resume["done"], resume["done"], resume["elapsed"], resume["trackers"]
-    trackers = [Tracker(cfg, batching, s, r, sv) for s, r, sv in zip(seeds, runs, saved)]
+    trackers = [Tracker(cfg, batching, s, r, sv, seeds_in_program=len(seeds)) for s, r, sv in zip(seeds, runs, saved)]
     t0 = time.perf_counter() - elapsed
 
     def save(finished=False):

@@ -52,17 +52,29 @@ def table_rows(runs: list[dict], target: float | None = None) -> list[dict]:
                 reached=f"{len(got)}/{len(members)}",
                 steps=_fmt_ci([g[0] for g in got], 0) if got else "-",
                 wall=_fmt_ci([g[1] for g in got], 1) if got else "-",
+                program=_program(members),
             ))
     return rows
 
 
+def _program(members: list[dict]) -> str:
+    """How the wall times were taken: seeds trained side by side in one program share its clock."""
+    n = {r["summary"].get("seeds_in_program") for r in members if r["summary"]}
+    if n == {1}:
+        return "1 seed per program"
+    if None in n:
+        return "not recorded"
+    return " / ".join(f"{k} seeds vmapped" for k in sorted(n))
+
+
 def markdown(rows: list[dict]) -> str:
-    head = "| task | runs | seeds | final performance, mean [95% CI] | target | reached | env steps to target | wall s to target |"
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    head = ("| task | runs | seeds | final performance, mean [95% CI] | target | reached | env steps to target "
+            "| wall s to target | wall time of |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['task']} | {r['group']} | {r['seeds']} | {r['final']} ({r['final_trials']} trials) | "
-            f"{r['target']} | {r['reached']} | {r['steps']} | {r['wall']} |"
+            f"{r['target']} | {r['reached']} | {r['steps']} | {r['wall']} | {r['program']} |"
         )
     return "\n".join(lines) + "\n"
 

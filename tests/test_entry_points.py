@@ -93,6 +93,16 @@ def test_bad_override_and_missing_file(tmp_path, capsys):
         assert len(err.splitlines()) == 1 and needle in err, err
 
 
+def test_set_one_entry_of_a_mapping_keeps_the_others():
+    exp = ROOT / "experiments" / "delay_match_sample" / "tape_mpn.yaml"
+    base = config.load(exp)
+    cfg = config.load(exp, ["model.memory_kwargs.eta_init=0.3", "env.kwargs.timing.delay=500"])
+    assert cfg["model"]["memory_kwargs"] == {**base["model"]["memory_kwargs"], "eta_init": 0.3}
+    assert cfg["env"]["kwargs"]["timing"] == {**base["env"]["kwargs"].get("timing", {}), "delay": 500}
+    # a whole mapping still replaces
+    assert config.load(exp, ["model.memory_kwargs={hidden: 8}"])["model"]["memory_kwargs"] == {"hidden": 8}
+
+
 def test_existing_run_folder_is_never_overwritten(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()

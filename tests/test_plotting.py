@@ -60,7 +60,8 @@ def _fake_run(path: Path, batching: str, seed: int, level: float, rows: int = 5,
     if summary:
         (path / "summary.json").write_text(json.dumps(dict(
             experiment=cfg["name"], batching=batching, backend="jax", task=cfg["env"]["task"],
-            memory=cfg["model"]["memory"], seed=seed, env_steps=1000 * rows, final_eval_performance=0.5)))
+            memory=cfg["model"]["memory"], seed=seed, env_steps=1000 * rows, final_eval_performance=0.5,
+            seeds_in_program=3 if batching == "tape" else 1)))
     return path
 
 
@@ -387,4 +388,5 @@ def test_results_table(tmp_path, capsys):
     mean_steps = float(tape["steps"].split()[0])
     assert 3000 <= mean_steps <= 4000
     assert tape["final"].startswith("0.500 [0.500, 0.500]")
+    assert tape["program"] == "3 seeds vmapped" and seg["program"] == "1 seed per program"
     assert table.main([str(tmp_path / "nothing")]) == 2
