@@ -209,12 +209,11 @@ def apply_override(cfg: dict, item: str) -> None:
         opt = spec.get(k) if isinstance(spec, dict) else None
         if isinstance(opt, Opt) and dict in opt.types and isinstance(node.get(k), dict):
             # a free mapping (model.memory_kwargs, env.kwargs): set one entry, keep the others
-            merged = copy.deepcopy(node[k])
-            inner = merged
-            for kk in keys[i + 1:-1]:
-                if not isinstance(inner.setdefault(kk, {}), dict):
-                    raise ConfigError(f"{where}: '{'.'.join(keys[:keys.index(kk) + 1])}' is not a mapping")
-                inner = inner[kk]
+            inner = merged = copy.deepcopy(node[k])
+            for j in range(i + 1, len(keys) - 1):
+                inner = inner.setdefault(keys[j], {})
+                if not isinstance(inner, dict):
+                    raise ConfigError(f"{where}: '{'.'.join(keys[:j + 1])}' is not a mapping")
             inner[keys[-1]] = value
             keys, value = keys[:i + 1], merged
             break
