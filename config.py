@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -72,7 +73,7 @@ SCHEMA: dict = {
     },
     "model": {
         "memory": Opt("mpn", (str,), "Memory model: mpn (exact MPN), mpn_pre (MPNpre, associative scan) or gru."),
-        "memory_kwargs": Opt({}, (dict,), "Keyword arguments of the memory model (see memory/*.py), e.g. hidden, eta_init, lam_max, input_proj, input_bias."),
+        "memory_kwargs": Opt({}, (dict,), "Keyword arguments of the memory model (see memory/*.py), e.g. hidden, eta_init, lam_max, input_proj, input_bias; keys not given take the model's tuned defaults (MEMORY_DEFAULTS in config.py)."),
         "head": Opt([64], (list,), "Hidden layer sizes of the MLP Q-head on top of the memory.", _layers),
     },
     "train": {
@@ -82,7 +83,7 @@ SCHEMA: dict = {
         "learning_starts": Opt(2000, INT, "Env steps collected before the first update.", _nonneg),
         "buffer_capacity": Opt(50_000, INT, "Replay capacity in rows (transitions plus one final-observation row per episode).", _positive),
         "gamma": Opt(0.9, NUM, "Discount factor.", _gamma),
-        "lr": Opt(1e-3, NUM, "Adam learning rate.", _positive),
+        "lr": Opt(2e-3, NUM, "Adam learning rate.", _positive),
         "grad_clip": Opt(10.0, NUM, "Global gradient-norm clip.", _positive),
         "huber_delta": Opt(1.0, NUM, "Huber loss threshold.", _positive),
         "target_mode": Opt("hard", (str,), "Target network update: hard (copy every target_period updates) or polyak.", _one_of("hard", "polyak")),
@@ -107,10 +108,10 @@ SCHEMA: dict = {
         "every_updates": Opt(500, INT, "Write checkpoint.pkl (train state, buffer, PRNG keys, counters, config) every this many updates (0: only at the end and on SIGINT/SIGTERM); --resume continues from it.", _nonneg),
     },
     "eval": {
-        "every_env_steps": Opt(10_000, INT, "Evaluate (and write a metrics.csv row) every this many env steps.", _positive),
-        "trials": Opt(500, INT, "Trials per periodic greedy evaluation.", _positive),
+        "every_env_steps": Opt(5_000, INT, "Evaluate (and write a metrics.csv row) every this many env steps.", _positive),
+        "trials": Opt(2000, INT, "Trials per periodic greedy evaluation.", _positive),
         "final_trials": Opt(2000, INT, "Trials of the final greedy evaluation (summary.json).", _positive),
-        "num_envs": Opt(32, INT, "Evaluation envs (seeded apart from the training envs).", _positive),
+        "num_envs": Opt(128, INT, "Evaluation envs (seeded apart from the training envs).", _positive),
         "target": Opt(None, (float, int, type(None)), "Performance threshold: summary.json reports the env steps and wall time to first reach it.", _unit),
     },
 }
@@ -155,21 +156,60 @@ def _checked(v, spec: Opt, key: str, where: str):
         except ValueError:
             pass
     if isinstance(v, bool) and bool not in spec.types:
-        raise ConfigError(f"{where}: {key}: expected {_type_names(spec)}, got {v!r}")
+        raise ConfigError(f"{where}: {key}: expected {_type_names(spec)}, got {short(v)}")
     if isinstance(v, int) and not isinstance(v, bool) and float in spec.types and int not in spec.types:
         v = float(v)
     if not isinstance(v, spec.types):
-        raise ConfigError(f"{where}: {key}: expected {_type_names(spec)}, got {type(v).__name__} {v!r}")
+        raise ConfigError(f"{where}: {key}: expected {_type_names(spec)}, got {type(v).__name__} {short(v)}")
     if v is not None and spec.check is not None:
         problem = spec.check(v)
         if problem:
-            raise ConfigError(f"{where}: {key}: {problem}, got {v!r}")
+            raise ConfigError(f"{where}: {key}: {problem}, got {short(v)}")
     return v
 
 
 def _type_names(spec: Opt) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", list: "a list", dict: "a mapping", type(None): "null"}
     return " or ".join(dict.fromkeys(names[t] for t in spec.types))
+
+
+# The tuned values (see the README's tuning record) that a memory model gets for every keyword the
+# experiment does not set; a file that names only env.task trains the tuned agent.
+MEMORY_DEFAULTS = {
+    "mpn": {"hidden": 64, "input_proj": 10, "input_bias": True, "eta_init": 0.5},
+    "mpn_pre": {"hidden": 64, "input_proj": 10, "input_bias": True, "eta_init": 0.5},
+    "gru": {"hidden": 64},
+}
+
+MAX_DEPTH = 32  # deepest nesting a config file may have (the schema needs 3 levels)
+MAX_VALUES = 100_000  # values in a file once YAML aliases are expanded (an alias bomb has billions)
+
+
+def short(v, limit: int = 80) -> str:
+    """repr(v) cut to `limit` characters, so that an error line stays one readable line."""
+    try:
+        text = repr(v)
+    except RecursionError:
+        text = f"<a {type(v).__name__} nested too deeply>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _size_check(raw, where: str) -> None:
+    """Refuse a tree nested deeper than MAX_DEPTH or with more than MAX_VALUES values after
+    expanding aliases (YAML aliases share nodes, so a small file can stand for a huge tree)."""
+    count = 0
+    stack = [(raw, 0)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{where}: nested more than {MAX_DEPTH} levels deep")
+        if count > MAX_VALUES:
+            raise ConfigError(f"{where}: more than {MAX_VALUES} values once YAML aliases are expanded")
+        if isinstance(node, dict):
+            stack.extend((x, depth + 1) for kv in node.items() for x in kv)
+        elif isinstance(node, (list, tuple)):
+            stack.extend((x, depth + 1) for x in node)
 
 
 def load(path: str | Path, overrides: list[str] = ()) -> dict:
@@ -180,29 +220,48 @@ def load(path: str | Path, overrides: list[str] = ()) -> dict:
         raise ConfigError(f"{where}: no such file")
     try:
         raw = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError(f"{where}: not valid YAML: {first}") from None
+        raise ConfigError(f"{where}: not valid YAML: {short(first, 200)}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply to read") from None
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot read it: {e.strerror or e}") from None
+    if raw is None or raw == {}:
+        raise ConfigError(f"{where}: the experiment file is empty; it must set at least env.task")
+    _size_check(raw, where)
     cfg = defaults()
-    _merge(cfg, raw or {}, SCHEMA, where)
+    _merge(cfg, raw, SCHEMA, where)
     for item in overrides:
         apply_override(cfg, item)
     if cfg["name"] is None:
         cfg["name"] = path.stem
+    m = cfg["model"]
+    m["memory_kwargs"] = {**MEMORY_DEFAULTS.get(m["memory"], {}), **m["memory_kwargs"]}
+    check(cfg, where)
+    return cfg
+
+
+def from_mapping(raw: Any, where: str) -> dict:
+    """A resolved config read back (e.g. from a checkpoint), validated like a file."""
+    _size_check(raw, where)
+    cfg = defaults()
+    _merge(cfg, raw, SCHEMA, where)
     check(cfg, where)
     return cfg
 
 
 def apply_override(cfg: dict, item: str) -> None:
     """Apply one 'key.sub=value' override (value parsed as YAML) in place."""
-    where = f"--set {item}"
+    where = f"--set {short(item, 120)}"
     if "=" not in item:
         raise ConfigError(f"{where}: expected key.sub=value")
     dotted, text = item.split("=", 1)
     try:
         value = yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError, ValueError):
         raise ConfigError(f"{where}: value is not valid YAML") from None
+    _size_check(value, where)
     keys = dotted.strip().split(".")
     node, spec = cfg, SCHEMA
     for i, k in enumerate(keys[:-1]):
@@ -226,6 +285,29 @@ def apply_override(cfg: dict, item: str) -> None:
     _merge(cfg, nested, SCHEMA, "--set")
 
 
+def _finite(v):
+    return None if v is None or math.isfinite(v) else "must be a finite number"
+
+
+def _lam_max(v):
+    return None if 0.0 < v <= 1.0 else "must lie in (0, 1]"
+
+
+# Ranges of the memory models' keywords (make_memory checks the names; these check the values).
+MEMORY_KWARGS = {
+    "hidden": Opt(None, INT, "", _positive),
+    "input_proj": Opt(None, INT, "", _nonneg),
+    "input_bias": Opt(None, (bool,), ""),
+    "eta_init": Opt(None, NUM + (type(None),), "", _finite),
+    "lam_max": Opt(None, NUM, "", _lam_max),
+    "lam_init": Opt(None, NUM + (type(None),), "", lambda v: None if v is None or 0.0 <= v <= 1.0 else "must lie in [0, 1]"),
+    "m_clamp": Opt(None, NUM + (type(None),), "", lambda v: None if v is None or (math.isfinite(v) and v > 0) else "must be > 0 (or null: no clamp)"),
+    "scan": Opt(None, (str,), "", _one_of("sequential", "parallel", "auto")),
+    "newton_iters": Opt(None, INT, "", _positive),
+    "tol": Opt(None, NUM + (type(None),), "", lambda v: None if v is None or (math.isfinite(v) and v > 0) else "must be > 0 (or null: the default)"),
+}
+
+
 def check(cfg: dict, where: str) -> None:
     """Checks that involve several keys or outside registries."""
     from collector.ngym_compat import registered_tasks
@@ -236,13 +318,20 @@ def check(cfg: dict, where: str) -> None:
     if task not in tasks:
         raise ConfigError(f"{where}: env.task: unknown NeuroGym task '{task}'{_suggest(task, tasks)}")
     if cfg["env"]["backend"] == "jax":
-        from collector.jax_envs import JAX_TASKS
+        from collector.tasks import JAX_TASKS  # the registry of the ports (imports no JAX)
 
         if task not in JAX_TASKS:
             raise ConfigError(f"{where}: env.backend: no JAX port of '{task}' (ported: {', '.join(JAX_TASKS)}); use env.backend: neurogym")
     mem = cfg["model"]["memory"]
     if mem not in MEMORY_NAMES:
         raise ConfigError(f"{where}: model.memory: unknown memory model '{mem}'{_suggest(mem, MEMORY_NAMES)}; known: {', '.join(MEMORY_NAMES)}")
+    kw = cfg["model"]["memory_kwargs"]
+    for k, v in kw.items():
+        if k in MEMORY_KWARGS:
+            kw[k] = _checked(v, MEMORY_KWARGS[k], f"model.memory_kwargs.{k}", where)
+    lam_max, lam_init = kw.get("lam_max", 0.95), kw.get("lam_init")
+    if lam_init is not None and lam_init > lam_max:
+        raise ConfigError(f"{where}: model.memory_kwargs.lam_init: {lam_init} exceeds lam_max ({lam_max})")
     rows = cfg["episode"]["max_steps"] + 1
     if cfg["tape"]["size"] < rows:
         raise ConfigError(f"{where}: tape.size: {cfg['tape']['size']} rows cannot hold one episode of up to {rows} rows (episode.max_steps + 1)")
@@ -253,5 +342,10 @@ def check(cfg: dict, where: str) -> None:
     window = seg["burn_in"] + seg["length"] + 1
     if window > cap:
         raise ConfigError(f"{where}: segment.length: a window of burn_in + length + 1 = {window} rows is longer than the buffer ({cap} rows)")
+    if cfg["segment"]["length"] > cfg["episode"]["max_steps"]:
+        raise ConfigError(
+            f"{where}: segment.length: {cfg['segment']['length']} is longer than the longest episode "
+            f"(episode.max_steps = {cfg['episode']['max_steps']}): every segment would be mostly padding"
+        )
     if cfg["train"]["eps_end"] > cfg["train"]["eps_start"]:
         raise ConfigError(f"{where}: train.eps_end: must not exceed train.eps_start")

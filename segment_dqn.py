@@ -4,7 +4,10 @@
 """
 import sys
 
-from training import cli_main
-
 if __name__ == "__main__":
+    try:  # importing jax takes a few seconds: Ctrl-C then is one line, not a traceback
+        from training import cli_main
+    except KeyboardInterrupt:
+        print("segment_dqn.py: interrupted before the run started; nothing was written", file=sys.stderr)
+        sys.exit(130)
     sys.exit(cli_main(sys.argv[1:], batching="segment"))

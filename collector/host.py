@@ -8,6 +8,7 @@ truncation. With `reset_on_trial` the memory also resets at every trial boundary
 """
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass
 
 import jax
@@ -35,6 +36,103 @@ class EpisodeSpec:
 def env_seeds(seed: int, stream: int, n: int) -> list[int]:
     """Independent per-env seeds; `stream` separates training envs (0) from evaluation envs (1)."""
     return [int(s) for s in np.random.SeedSequence([seed, stream]).generate_state(n)]
+
+
+_SKIP = object()
+
+
+def _plain(v, depth: int = 0):
+    """v as plain data (numbers, strings, numpy arrays, lists, tuples and dicts of them), or _SKIP
+    when it is not data (a function, a space, an env, any other object)."""
+    if depth > 20:
+        return _SKIP
+    if v is None or isinstance(v, (bool, int, float, str, np.generic)):
+        return v
+    if isinstance(v, np.ndarray):
+        return _SKIP if v.dtype.hasobject else v.copy()
+    if isinstance(v, (list, tuple)):
+        items = [_plain(x, depth + 1) for x in v]
+        return _SKIP if any(x is _SKIP for x in items) else type(v)(items) if isinstance(v, list) else tuple(items)
+    if isinstance(v, dict):
+        items = {k: _plain(x, depth + 1) for k, x in v.items()}
+        ok = all(_plain(k, depth + 1) is not _SKIP for k in v) and all(x is not _SKIP for x in items.values())
+        return items if ok else _SKIP
+    return _SKIP
+
+
+def _layers(env):
+    """The env and every env it wraps, outermost first."""
+    layers = [env]
+    while hasattr(layers[-1], "env"):
+        layers.append(layers[-1].env)
+    return layers
+
+
+def _rngs(obj, path: tuple, out: dict, seen: set, depth: int = 0) -> None:
+    """Collect every numpy random generator reachable from obj through dicts, lists, tuples and
+    plain objects' attributes (e.g. a timing sampler's own RandomState), keyed by the path."""
+    if id(obj) in seen or depth > 8:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, np.random.RandomState):
+        out[path] = ("RandomState", obj.get_state())
+    elif isinstance(obj, np.random.Generator):
+        out[path] = ("Generator", obj.bit_generator.state)
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            if _plain(k) is not _SKIP:
+                _rngs(v, path + (("key", k),), out, seen, depth + 1)
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _rngs(v, path + (("idx", i),), out, seen, depth + 1)
+    elif hasattr(obj, "__dict__") and not isinstance(obj, (type, types.ModuleType)):
+        for k, v in vars(obj).items():
+            _rngs(v, path + (("attr", k),), out, seen, depth + 1)
+
+
+def _follow(obj, path: tuple):
+    for kind, k in path:
+        obj = getattr(obj, k) if kind == "attr" else obj[k]
+    return obj
+
+
+def env_state(env) -> dict:
+    """Everything that evolves in a neurogym env, as plain data: per wrapper layer its data
+    attributes, and the state of every numpy random generator reachable from it (the trial RNG,
+    the timing samplers' own RNGs, the spaces' samplers). Constructor-made objects (timing
+    functions, spaces, closures) are left out: `set_env_state` applies the data to a freshly made
+    env of the same task and kwargs, which has rebuilt them."""
+    layers = []
+    for layer in _layers(env):
+        data = {}
+        for k, v in vars(layer).items():
+            p = _plain(v) if k != "env" else _SKIP
+            if p is not _SKIP:
+                data[k] = p
+        rngs: dict = {}
+        seen = {id(x) for x in _layers(env)}
+        for k, v in vars(layer).items():
+            if k not in ("env", "_top", "unwrapped"):
+                _rngs(v, (("attr", k),), rngs, seen)
+        layers.append(dict(type=type(layer).__name__, data=data, rngs=list(rngs.items())))
+    return dict(layers=layers)
+
+
+def set_env_state(env, state: dict) -> None:
+    """Apply `env_state(old)` to `env`, a fresh env made with the same task and kwargs."""
+    layers = _layers(env)
+    saved = state["layers"]
+    if [type(x).__name__ for x in layers] != [x["type"] for x in saved]:
+        raise ValueError("the saved env has other wrappers than this one")
+    for layer, s in zip(layers, saved):
+        for k, v in s["data"].items():
+            setattr(layer, k, v)
+        for path, (kind, value) in s["rngs"]:
+            target = _follow(layer, path)
+            if kind == "RandomState":
+                target.set_state(value)
+            else:
+                target.bit_generator.state = value
 
 
 @dataclass
@@ -77,12 +175,38 @@ class HostCollector:
         self.first_trial = np.ones(n, bool)
         self.env_steps = 0
 
-    def __getstate__(self):
-        """For checkpoints: everything but the network (rebuilt from the config on resume)."""
-        state = dict(self.__dict__)
-        state["network"] = None
-        state["state"] = jax.device_get(self.state)
-        return state
+    _ARRAYS = ("obs", "start", "rec_obs", "rec_action", "rec_reward", "rec_reset", "pos", "ep_trials",
+               "trial_reward", "trial_steps", "first_trial")
+
+    def state_dict(self) -> dict:
+        """For checkpoints: the collector's arrays, memory states and its envs' states, all as
+        plain data (no env object is pickled; see env_state)."""
+        d = {k: getattr(self, k).copy() for k in self._ARRAYS}
+        d.update(env_steps=self.env_steps, envs=[env_state(e) for e in self.envs],
+                 state=jax.tree.map(np.asarray, jax.device_get(self.state)),
+                 rec_state=None if self.rec_state is None else jax.tree.map(np.copy, self.rec_state))
+        return d
+
+    def load_state_dict(self, d: dict) -> None:
+        """Continue from `state_dict()` of a collector built with the same arguments. Raises
+        ValueError when the data does not fit this collector."""
+        for k in self._ARRAYS:
+            old, new = getattr(self, k), np.asarray(d[k])
+            if new.shape != old.shape or new.dtype != old.dtype:
+                raise ValueError(f"collector field {k} has shape {new.shape}, expected {old.shape}")
+            setattr(self, k, new.copy())
+        if len(d["envs"]) != self.n:
+            raise ValueError(f"{len(d['envs'])} saved envs, expected {self.n}")
+        for env, st in zip(self.envs, d["envs"]):
+            set_env_state(env, st)
+        same = lambda a, b: jax.tree.structure(a) == jax.tree.structure(b) and all(
+            np.shape(x) == np.shape(y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+        if not same(self.state, d["state"]) or (self.rec_state is None) != (d["rec_state"] is None) or (
+                self.rec_state is not None and not same(self.rec_state, d["rec_state"])):
+            raise ValueError("saved memory states do not fit this network")
+        self.state = jax.tree.map(np.asarray, d["state"])
+        self.rec_state = d["rec_state"]
+        self.env_steps = int(d["env_steps"])
 
     def run(self, params, num_steps: int, epsilon: float, key, record: bool = True):
         """Step every env `num_steps` times. Returns (Episodes of the episodes that ended, padded

@@ -99,8 +99,11 @@ def test_set_one_entry_of_a_mapping_keeps_the_others():
     cfg = config.load(exp, ["model.memory_kwargs.eta_init=0.3", "env.kwargs.timing.delay=500"])
     assert cfg["model"]["memory_kwargs"] == {**base["model"]["memory_kwargs"], "eta_init": 0.3}
     assert cfg["env"]["kwargs"]["timing"] == {**base["env"]["kwargs"].get("timing", {}), "delay": 500}
-    # a whole mapping still replaces
-    assert config.load(exp, ["model.memory_kwargs={hidden: 8}"])["model"]["memory_kwargs"] == {"hidden": 8}
+    # a whole mapping still replaces the file's; keys it does not give take the tuned defaults
+    assert config.load(exp, ["model.memory_kwargs={hidden: 8}"])["model"]["memory_kwargs"] == {
+        **config.MEMORY_DEFAULTS["mpn"], "hidden": 8}
+    assert config.load(exp, ["model.memory_kwargs={hidden: 8, input_bias: false, eta_init: 0.1}"])["model"][
+        "memory_kwargs"] == {"hidden": 8, "input_proj": 10, "input_bias": False, "eta_init": 0.1}
 
 
 def test_existing_run_folder_is_never_overwritten(tmp_path, capsys):
