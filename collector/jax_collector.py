@@ -67,15 +67,6 @@ class CollectStats:
         return CollectStats(i, f, f, i, i, jnp.zeros((trial_log,), jnp.float32), jnp.zeros((trial_log,), jnp.float32))
 
 
-def shortest_trial(env_params) -> int:
-    """A lower bound on a trial's steps: every period at its shortest, except that the first
-    response in the last (decision) period ends the trial, and with abort a fixation break
-    ends it at once."""
-    if bool(env_params.abort):
-        return 1
-    return int(sum(int(pt.min_steps) for pt in env_params.timing[:-1])) + 1
-
-
 class JaxCollector:
     """Static description of a jitted collector: env, network, episode rules and sizes."""
 
@@ -88,7 +79,7 @@ class JaxCollector:
         self.obs_dim = env.obs_dim
         shortest = spec.max_steps
         if spec.trials is not None:
-            shortest = min(shortest, spec.trials * shortest_trial(env_params))
+            shortest = min(shortest, spec.trials * env.shortest_trial(env_params))
         # an env ends at most ceil(S / shortest) episodes in S steps, plus one slot for the open one
         self.slots = math.ceil(steps_per_call / max(shortest, 1)) + 1 if record else 0
 

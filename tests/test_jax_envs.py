@@ -1,4 +1,4 @@
-"""Fidelity of the pure-JAX task ports (collector/jax_envs.py) against the real neurogym.
+"""Fidelity of the first three pure-JAX task ports (collector/tasks/) against the real neurogym.
 
 Every statistical test compares with neurogym itself (or an analytic law derived from its source),
 never the port with itself, and uses fixed seeds, so the outcome is deterministic. Tolerances are
@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from collector.jax_envs import JAX_TASKS, make_jax_env, period_index
+from collector.jax_envs import make_jax_env, period_index
 from collector.ngym_compat import make_env
 
-PDM, DMS, CDM = JAX_TASKS
+# the three ports this file checks (the later ones have tests/test_port_*.py)
+JAX_TASKS = PDM, DMS, CDM = ("PerceptualDecisionMaking-v0", "DelayMatchSample-v0", "ContextDecisionMaking-v0")
 # NEUROGYM.md's table (random-policy and ideal-observer performance at the defaults)
 TABLE_PERF = {PDM: (0.337, 0.898), DMS: (0.495, 1.0), CDM: (0.332, 0.945)}
 POLICIES = ("random", "fixate", "ideal", "scripted")
@@ -266,7 +267,7 @@ def test_reset_starts_first_trial_at_step_zero():
 
 def test_invalid_arguments_raise_value_error_naming_them():
     cases = [
-        (("GoNogo-v0",), {}, "GoNogo-v0"),
+        (("Null-v0",), {}, "Null-v0"),
         ((PDM,), {"foo": 1}, "foo"),
         ((PDM,), {"timing": {"stimulis": 100}}, "stimulis"),
         ((CDM,), {"rewards": {"fail": -1.0}}, "fail"),

@@ -1,0 +1,70 @@
+"""The registry of the pure-JAX NeuroGym ports and the one task table (no JAX import here).
+
+    from collector.tasks import JAX_TASKS, TASK_META, make_jax_env
+    env, params = make_jax_env("GoNogo-v0", dt=50)
+
+`PORTS` has one line per ported task: its neurogym id, the module under collector/tasks/ that
+defines the class (named as the id without "-v0"), and its metadata at neurogym's defaults:
+- random: performance (fraction of trials with info["performance"] = 1) of the uniformly random
+  policy, measured on the port and checked against neurogym by the task's fidelity test;
+- ceiling: the best performance a policy can reach, from an ideal observer (given the noise) or a
+  scripted policy; None where no such figure is known;
+- ceiling_by: "ideal observer", "scripted policy" or None;
+- target: the default eval.target of the task's experiment files.
+Plotting, tables and benchmarks read this table (TASK_META); `make_jax_env` and `JAX_TASKS` serve
+training and config. Adding a port = one module, one line below, one fidelity test (docs/porting.md).
+Modules are imported on first use, so importing this package costs nothing.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import NamedTuple
+
+
+class TaskMeta(NamedTuple):
+    task: str  # neurogym id
+    module: str  # collector/tasks/<module>.py
+    random: float  # random-policy performance
+    ceiling: float | None  # ideal-observer or scripted-policy performance
+    ceiling_by: str | None  # "ideal observer" | "scripted policy" | None
+    target: float  # default eval.target
+
+    @property
+    def class_name(self) -> str:
+        return self.task.rsplit("-", 1)[0]
+
+
+# One line per port; append yours at the end (keep one line each: parallel edits then merge cleanly).
+#       task id                          module                        random  ceiling  ceiling_by          target
+PORTS = (
+    TaskMeta("PerceptualDecisionMaking-v0", "perceptual_decision_making", 0.337, 0.898, "ideal observer", 0.85),
+    TaskMeta("DelayMatchSample-v0", "delay_match_sample", 0.495, 1.0, "ideal observer", 0.95),
+    TaskMeta("ContextDecisionMaking-v0", "context_decision_making", 0.332, 0.945, "ideal observer", 0.85),
+    TaskMeta("GoNogo-v0", "go_nogo", 0.484, 0.5, "scripted policy", 0.45),
+)
+
+TASK_META = {m.task: m for m in PORTS}
+JAX_TASKS = tuple(TASK_META)
+
+
+def task_class(task: str):
+    """The port's class (imports its module)."""
+    if task not in TASK_META:
+        raise ValueError(f"unknown or unsupported task {task!r} for the JAX backend "
+                         f"(supported: {', '.join(JAX_TASKS)})")
+    meta = TASK_META[task]
+    return getattr(importlib.import_module(f"collector.tasks.{meta.module}"), meta.class_name)
+
+
+def make_jax_env(task: str, **kwargs):
+    """(env, params) for a ported NeuroGym task id, with neurogym's constructor kwargs; ValueError
+    (one line, naming it) for an unknown task or an unsupported argument."""
+    cls = task_class(task)
+    for k in kwargs:
+        if k not in cls.kwargs:
+            raise ValueError(f"{task}: unsupported keyword argument {k!r} "
+                             f"(supported: {', '.join(cls.kwargs)})")
+    for k in ("timing", "rewards"):
+        if kwargs.get(k) is not None and not isinstance(kwargs[k], dict):
+            raise ValueError(f"{task}: {k} must be a dict, got {kwargs[k]!r}")
+    return cls.make(**dict(kwargs))
