@@ -41,49 +41,28 @@ def simulate(env, env_params, network, spec, params, key, num_envs: int, num_tri
     import jax
     import jax.numpy as jnp
 
-    from collector.policy import batched_initial_state
+    from plotting.rollout import greedy_step, initial_carry
 
-    n = num_envs
-
-    def act(s, o, st):
-        q, s_new = network.apply(params, o[None], st[None], s)
-        return q[0], s_new
+    env_step = greedy_step(env, env_params, network, spec, params)
 
     def step(c, k):
-        q, mem = jax.vmap(act)(c["mem"], c["obs"], c["start"])
-        action = jnp.argmax(q, -1).astype(jnp.int32)
-        obs, env_state, _, _, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-            jax.random.split(k, n), c["env_state"], action, env_params)
-        new_trial = info["new_trial"].astype(bool)
-        counted = new_trial & ~c["first_trial"]
-        trial = info["trial_params"]  # the trial the action belonged to
+        env_c, r = env_step(c["env"], k)
+        counted = r["counted"]
+        trial = r["trial"]  # the trial the action belonged to
         idx = jnp.where(counted, c["count"] + jnp.cumsum(counted) - 1, num_trials)
         log = dict(
             coh=c["log"]["coh"].at[idx].set(trial["coh"].astype(jnp.float32), mode="drop"),
             correct=c["log"]["correct"].at[idx].set(jax.vmap(env.gt_action)(trial), mode="drop"),
-            choice=c["log"]["choice"].at[idx].set(jnp.where(info["gt"] != 0, action, 0), mode="drop"),
-            performance=c["log"]["performance"].at[idx].set(info["performance"].astype(jnp.float32), mode="drop"),
+            choice=c["log"]["choice"].at[idx].set(jnp.where(r["gt"] != 0, r["action"], 0), mode="drop"),
+            performance=c["log"]["performance"].at[idx].set(r["performance"], mode="drop"),
         )
-        pos = c["pos"] + 1
-        ep_trials = c["ep_trials"] + new_trial
-        ended = pos >= spec.max_steps
-        if spec.trials is not None:
-            ended = ended | (ep_trials >= spec.trials)
-        start = (new_trial & spec.reset_on_trial) | ended
-        return dict(
-            env_state=env_state, obs=obs.astype(jnp.float32), start=start, mem=mem,
-            pos=jnp.where(ended, 0, pos), ep_trials=jnp.where(ended, 0, ep_trials),
-            first_trial=c["first_trial"] & ~new_trial, count=c["count"] + counted.sum(), log=log,
-        ), None
+        return dict(env=env_c, count=c["count"] + counted.sum(), log=log), None
 
     @jax.jit
     def run(key):
         k_reset, k_steps = jax.random.split(key)
-        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, n), env_params)
         c = dict(
-            env_state=env_state, obs=obs.astype(jnp.float32), start=jnp.ones((n,), bool),
-            mem=batched_initial_state(network, env.obs_dim, n), pos=jnp.zeros((n,), jnp.int32),
-            ep_trials=jnp.zeros((n,), jnp.int32), first_trial=jnp.ones((n,), bool), count=jnp.zeros((), jnp.int32),
+            env=initial_carry(env, env_params, network, k_reset, num_envs), count=jnp.zeros((), jnp.int32),
             log=dict(coh=jnp.zeros((num_trials,), jnp.float32), correct=jnp.zeros((num_trials,), jnp.int32),
                      choice=jnp.zeros((num_trials,), jnp.int32), performance=jnp.zeros((num_trials,), jnp.float32)),
         )
