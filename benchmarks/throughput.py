@@ -29,7 +29,8 @@ Three kinds of record (one JSON object each; the output file is a list of them):
   `SegmentBuffer.sample`), timed on its own.
 - "collection": env steps per second. jax backend: `JaxCollector.collect` under jit (record=False:
   pure collection; record=True: episodes recorded for the buffer), plus a policy-free baseline
-  (`random_nonet`: vmapped env.step with uniform random actions in a lax.scan); neurogym backend:
+  (`random_nonet`: vmapped env.step with uniform random actions in a lax.scan), for every JAX port
+  (collector/tasks) at 1024 envs and the first three tasks also at 4096 (--quick: one task); neurogym backend:
   `HostCollector.run` (real neurogym envs stepped in Python, jitted policy step). Policies:
   `random` (epsilon 1: the MPN policy network still runs, its output is ignored), `greedy`
   (epsilon 0, MPN).
@@ -69,6 +70,7 @@ import numpy as np
 
 import buffer as buf
 from buffer import Episodes, SegmentBuffer, Tape, TapeBuffer
+from collector.tasks import JAX_TASKS  # every JAX port: the full collection plan covers them all
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMORIES = ("mpn", "mpn_pre", "gru")
@@ -784,6 +786,7 @@ def bench_host_collection(task: str, num_envs: int, steps: int, policies: Sequen
 
 def run_collection_benchmarks(jax_tasks=(DEFAULT_TASK,), jax_envs=(1024,), jax_steps: int = 64,
                               host_tasks=(DEFAULT_TASK,), host_envs=(16,), host_steps: int = 32,
+                              wide_tasks=(), wide_envs=(),
                               policies=POLICIES, records=(False, True), host_records=(True,),
                               repeats: int = 5, host_repeats: int = 3, seed: int = 0,
                               overrides: Sequence[str] = (), budget_s: float | None = 3.0,
@@ -791,7 +794,9 @@ def run_collection_benchmarks(jax_tasks=(DEFAULT_TASK,), jax_envs=(1024,), jax_s
     log = log or (lambda s: None)
     env = environment_info()
     out: list[dict] = []
-    jobs = [("jax", t, n) for t in jax_tasks for n in jax_envs] + [("neurogym", t, n) for t in host_tasks for n in host_envs]
+    # every JAX port at jax_envs; wide_tasks also at wide_envs; then the neurogym backend
+    jobs = ([("jax", t, n) for t in jax_tasks for n in jax_envs] + [("jax", t, n) for t in wide_tasks for n in wide_envs]
+            + [("neurogym", t, n) for t in host_tasks for n in host_envs])
     for backend, task, n in jobs:
         try:
             if backend == "jax":
@@ -833,7 +838,8 @@ def plan(quick: bool) -> dict:
         configs=batch_configs(tape_sizes=(1000, 10_000, 100_000), transitions=(1000, 10_000, 100_000),
                               lengths=(10, 50, 100), burn_in_modes=("drqn", "r2d2")),
         episodes=DEFAULT_TASK, repeats=10, sample_repeats=10, state_rows=50_000, budget_s=3.0,
-        collection=dict(jax_tasks=TASKS, jax_envs=(1024, 4096), jax_steps=64, host_tasks=TASKS,
+        collection=dict(jax_tasks=JAX_TASKS, jax_envs=(1024,), wide_tasks=TASKS, wide_envs=(4096,), jax_steps=64,
+                        host_tasks=TASKS,
                         host_envs=(16, 64), host_steps=32, records=(False, True), host_records=(False, True),
                         repeats=5, host_repeats=3, budget_s=3.0),
     )

@@ -18,13 +18,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-# random-policy performance and the ideal-observer ceiling of each task (defaults, dt = 100 ms),
-# from /work/shared/design/NEUROGYM.md
-TASK_BASELINES = {
-    "PerceptualDecisionMaking-v0": (0.337, 0.898),
-    "DelayMatchSample-v0": (0.495, 1.0),
-    "ContextDecisionMaking-v0": (0.332, 0.945),
-}
+from collector.tasks import TASK_META  # the one task table (imports no JAX)
+
+# (random-policy performance, ceiling) of each task at its defaults, for the reference lines; the
+# ceiling is an ideal observer's or a scripted policy's (TASK_META[task].ceiling_by)
+TASK_BASELINES = {t: (m.random, m.ceiling) for t, m in TASK_META.items() if m.ceiling is not None}
 
 # the columns a metrics.csv must have to be plotted (training.METRICS holds them all)
 REQUIRED_COLUMNS = ("env_steps", "wall_s", "eval_performance")

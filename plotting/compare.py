@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from collector.tasks import TASK_META
 from plotting.common import (
     TASK_BASELINES, PlotError, bootstrap_ci, cli_error, find_runs, group_runs, load_run, use_agg,
 )
@@ -79,7 +80,8 @@ def plot(groups: dict[str, dict[str, list[dict]]], out: Path, title: str | None 
             if ref:
                 ax.axhline(ref[1], color="black", ls="--", lw=1.0)
                 ax.axhline(ref[0], color="0.5", ls="--", lw=1.0)
-                for y, text, color in ((ref[1], f"ideal observer {ref[1]:.3f}", "black"), (ref[0], f"random {ref[0]:.3f}", "0.35")):
+                for y, text, color in ((ref[1], f"{TASK_META[task].ceiling_by} {ref[1]:.3f}", "black"),
+                                       (ref[0], f"random {ref[0]:.3f}", "0.35")):
                     ax.text(0.01, y, text, transform=ax.get_yaxis_transform(), ha="left", va="bottom", fontsize=8,
                             color=color, bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.7))
             ax.set_ylim(-0.02, 1.05)
@@ -95,7 +97,8 @@ def plot(groups: dict[str, dict[str, list[dict]]], out: Path, title: str | None 
     legend = [handles[name] for name in order] + [
         Line2D([], [], color="black", ls="--", lw=1.0), Line2D([], [], color="0.5", ls="--", lw=1.0),
     ]
-    names = order + ["ideal-observer ceiling", "random policy"]
+    kinds = {TASK_META[t].ceiling_by for t in groups if t in TASK_BASELINES}
+    names = order + ["ideal-observer ceiling" if kinds <= {"ideal observer"} else "ceiling", "random policy"]
     fig.legend(legend, names, loc="outside lower center", ncol=min(3, len(names)), fontsize=9, frameon=False)
     fig.suptitle(title or "Learning curves (mean over seeds, 95% bootstrap CI)", fontsize=12)
     out.parent.mkdir(parents=True, exist_ok=True)

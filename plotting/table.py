@@ -3,8 +3,8 @@ env steps and wall time each seed took to first reach a target performance.
 
     python -m plotting.table RUN_DIR... [--target 0.85] [--out TABLE.md]
 
-Targets default to the per-task goals of the project (PerceptualDecisionMaking 0.85,
-DelayMatchSample 0.95, ContextDecisionMaking 0.85). "Reached" uses the periodic greedy evaluations
+Targets default to each task's target in the task table (collector/tasks/__init__.py: e.g.
+PerceptualDecisionMaking 0.85, DelayMatchSample 0.95, ContextDecisionMaking 0.85). "Reached" uses the periodic greedy evaluations
 in metrics.csv; wall time includes compilation. Steps and seconds are averaged over the seeds that
 reached the target, and the count of those seeds is given.
 """
@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from collector.tasks import TASK_META
 from plotting.common import PlotError, bootstrap_ci, cli_error, find_runs, group_runs, load_run
 
 PROG = "python -m plotting.table"
-TARGETS = {"PerceptualDecisionMaking-v0": 0.85, "DelayMatchSample-v0": 0.95, "ContextDecisionMaking-v0": 0.85}
+TARGETS = {t: m.target for t, m in TASK_META.items()}  # each task's default target (the task table)
 
 
 def first_reach(metrics: dict, target: float):
