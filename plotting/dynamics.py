@@ -464,6 +464,8 @@ def _condition_names(values: np.ndarray, key: str, label: str) -> dict[int, str]
 
 def _x_axis(ax, bins, periods):
     """Period boundaries and names on an axis whose x is the aligned bin index."""
+    from matplotlib.ticker import MaxNLocator
+
     starts = [i for i, (p, k) in enumerate(bins) if k == 0]
     for i in starts:
         ax.axvline(i - 0.5, color="0.75", lw=0.8, zorder=0)
@@ -472,6 +474,7 @@ def _x_axis(ax, bins, periods):
         ax.text((i + end - 1) / 2, 1.0, periods[bins[i][0]], transform=ax.get_xaxis_transform(), ha="center",
                 va="bottom", fontsize=7, color="0.35")
     ax.set_xlim(-0.5, len(bins) - 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("step, aligned to the start of each trial period")
 
 
