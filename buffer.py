@@ -68,7 +68,8 @@ class BufferState:
 
 @struct.dataclass
 class Tape:
-    """A tape of whole episodes, [N] rows. reset: memory start flags (True at every episode start and
+    """A tape of whole episodes, [N] rows, or [K, N / K] when packed in K lanes (each lane a tape
+    of its own). reset: memory start flags (True at every episode start and
     on padding rows); valid: the row belongs to a sampled episode; mask: the row is a transition that
     enters the loss (valid and not a final row); bootstrap: 0.0 where the transition's next row ends
     a terminated episode, else 1.0."""
@@ -230,14 +231,23 @@ class TapeBuffer:
     add = staticmethod(add)
 
     @staticmethod
-    def sample(state: BufferState, key: jax.Array, tape_size: int, max_episodes: int | None = None) -> Tape:
+    def sample(state: BufferState, key: jax.Array, tape_size: int, max_episodes: int | None = None,
+               lanes: int = 1) -> Tape:
         """A tape of `tape_size` rows made of whole episodes drawn uniformly without replacement
         from every intact episode (the newest included), packed greedily in random order: an
         episode that does not fit in the room left is skipped and the next one tried. Rows after
         the last packed episode are padding. max_episodes (static) bounds how many episodes are
-        tried; default tape_size // 2, enough because every episode has at least 2 rows."""
+        tried; default tape_size // 2, enough because every episode has at least 2 rows.
+
+        lanes (static, must divide tape_size): K > 1 packs the episodes into K lanes of
+        tape_size // K rows each, every episode whole inside one lane (the first lane with room
+        for it), padding only at each lane's end; the Tape's fields are then [K, tape_size // K]
+        and the loss runs the memory over the lanes side by side. lanes=1: fields [tape_size]."""
         c = capacity(state)
+        if lanes < 1 or tape_size % lanes:
+            raise ValueError(f"tape lanes must be >= 1 and divide the tape size {tape_size}, got {lanes}")
         n = tape_size
+        per_lane = n // lanes
         k = min(max_episodes or max(n // 2, 1), c)
         starts = intact(state) & (state.offset == 0)
         score = jnp.where(starts, jax.random.uniform(key, (c,)), -1.0)
@@ -247,19 +257,26 @@ class TapeBuffer:
 
         def pack(used, x):
             length, good = x
-            take = good & (used + length <= n)
-            return used + jnp.where(take, length, 0), (take, used)
+            fits = good & (used + length <= per_lane)  # [lanes]
+            lane = jnp.argmax(fits)  # the first lane with room
+            take = fits[lane]
+            start = lane * per_lane + used[lane]  # position on the flat tape
+            return used.at[lane].add(jnp.where(take, length, 0)), (take, start)
 
-        used, (take, tape_start) = jax.lax.scan(pack, jnp.zeros((), jnp.int32), (lengths, ok))
-        marks = jnp.zeros((n,), jnp.int32).at[jnp.where(take, tape_start, n)].set(
-            jnp.arange(1, k + 1, dtype=jnp.int32), mode="drop"
-        )
-        owner = jax.lax.cummax(marks) - 1  # candidate that covers each tape position
+        used, (take, tape_start) = jax.lax.scan(pack, jnp.zeros((lanes,), jnp.int32), (lengths, ok))
+        at = jnp.where(take, tape_start, n)  # n: out of range, dropped
+        # start position of the episode that covers each tape position (-1: none), then which
+        # candidate that is (with lanes, candidates are not in position order)
+        cover = jax.lax.cummax(jnp.zeros((n,), jnp.int32).at[at].set(tape_start + 1, mode="drop")) - 1
+        who = jnp.zeros((n,), jnp.int32).at[at].set(jnp.arange(k, dtype=jnp.int32), mode="drop")
         pos = jnp.arange(n, dtype=jnp.int32)
-        o = jnp.maximum(owner, 0)
-        valid = (owner >= 0) & (pos < used)
-        ring = (cand[o] + pos - tape_start[o]) % c
+        o = who[jnp.maximum(cover, 0)]
+        # a lane's rows past its used length are padding (cover there is the lane's last episode)
+        valid = (cover >= 0) & (pos % per_lane < used[pos // per_lane])
+        ring = (cand[o] + pos - cover) % c
         g = _gather(state, ring, valid)
+        shape = (n,) if lanes == 1 else (lanes, per_lane)
+        g = {name: x.reshape(shape + x.shape[1:]) for name, x in g.items()}
         return Tape(
             obs=g["obs"],
             action=g["action"],

@@ -78,14 +78,25 @@ def _apply(network, params, x, start, state=None):
 
 
 def tape_loss(params, target_params, network, tape: Tape, cfg: LossConfig):
-    """Mean TD loss over the valid transitions of a tape: one pass of each network over it."""
-    q, _, fb = _apply(network, params, tape.obs, tape.reset)
-    q_t, _, fb_t = _apply(network, target_params, tape.obs, tape.reset)
-    loss, q_taken = td_huber(
+    """Mean TD loss over the valid transitions of a tape: one pass of each network over it.
+
+    A tape of K lanes (fields [K, N / K], buffer.TapeBuffer.sample(lanes=K)) runs the networks over
+    the lanes side by side (vmap) with the same per-transition loss; since every lane holds whole
+    episodes, each starting with a reset, this is exactly the loss of the one-lane tape that lays
+    the lanes end to end."""
+    run = lambda p, x, start: _apply(network, p, x, start)
+    per_lane = td_huber
+    if tape.obs.ndim == 3:  # lanes
+        run = jax.vmap(run, in_axes=(None, 0, 0))
+        per_lane = jax.vmap(td_huber, in_axes=(0, 0, 0, 0, 0, 0, None, None))
+    q, _, fb = run(params, tape.obs, tape.reset)
+    q_t, _, fb_t = run(target_params, tape.obs, tape.reset)
+    loss, q_taken = per_lane(
         q, q_t, tape.action, tape.reward, tape.bootstrap, tape.mask, cfg.gamma, cfg.huber_delta
     )
     n = jnp.maximum(tape.mask.sum(), 1)
-    return loss.sum() / n, dict(q_mean=q_taken.sum() / n, transitions=tape.mask.sum(), scan_fallbacks=fb + fb_t)
+    fallbacks = jnp.sum(fb) + jnp.sum(fb_t)
+    return loss.sum() / n, dict(q_mean=q_taken.sum() / n, transitions=tape.mask.sum(), scan_fallbacks=fallbacks)
 
 
 def _segment_q(network, params, seg: Segments, init_state):

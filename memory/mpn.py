@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from flax import traverse_util
 
 from memory.deer import mpn_step, parallel_mpn
+from memory.lean import lean_mpn
 from memory.inputs import layer_input_dim, layer_inputs
 
 SQRT6 = math.sqrt(6.0)
@@ -93,6 +94,15 @@ def parallel_stats(intermediates) -> dict:
                 max_newton_iters=jnp.max(cat['mpn_newton_iters'], initial=0).astype(jnp.int32))
 
 
+def plain_sequential(params, x: jax.Array, start: jax.Array, m0: jax.Array, m_clamp: float | None):
+    """The exact MPN as a plain `lax.scan` of `mpn_step`, differentiated by JAX: the reference the
+    lean scan is tested against, and the path taken with m_clamp. Returns (y [T, Nh], M_T)."""
+    def step(m, inputs):
+        return mpn_step(params, m, *inputs, m_clamp)
+    m_final, y = jax.lax.scan(step, m0, (x, start))
+    return y, m_final
+
+
 class MPN(nn.Module):
     """Exact MPN layer: y, M_T = MPN(...).apply(variables, x [T, D], start [T], state=None).
 
@@ -103,7 +113,10 @@ class MPN(nn.Module):
     are float64, with jax_enable_x64 on).
 
     `scan` picks how the recurrence is evaluated; every mode computes the same function:
-      - "sequential" (default): `jax.lax.scan`, O(T) depth; exact; supports every transform.
+      - "sequential" (default): `jax.lax.scan`, O(T) depth; exact. Without m_clamp it is the
+        lean scan of memory/lean.py (hand-written backward pass, so reverse mode only: grad, vjp,
+        jacrev); with m_clamp, or `lean=False`, the plain autodiff scan of `mpn_step`
+        (`plain_sequential`, every transform).
       - "parallel": Newton / DEER (memory/deer.py). Up to `newton_iters` Newton steps, each an
         associative scan over per-row dense Nx × Nx Jacobian blocks, under stop_gradient; then
         the converged tape gets the implicit-function-theorem gradient (a reverse associative
@@ -162,6 +175,7 @@ class MPN(nn.Module):
     input_bias: bool = False
     scan: str = 'sequential'  # 'sequential' | 'parallel' | 'auto'
     newton_iters: int = 8  # parallel: maximum Newton steps before falling back
+    lean: bool = True  # sequential: the lean scan (memory/lean.py); False: autodiff of mpn_step
     tol: float | None = None  # parallel: residual tolerance; None: default_tol(dtype)
 
     @nn.compact
@@ -181,10 +195,9 @@ class MPN(nn.Module):
               else jnp.asarray(state, dtype))
 
         def sequential(params, x, start, m0):
-            def step(m, inputs):
-                return mpn_step(params, m, *inputs, self.m_clamp)
-            m_final, y = jax.lax.scan(step, m0, (x, start))
-            return y, m_final
+            if self.lean and self.m_clamp is None:
+                return lean_mpn(params, x, start, m0)
+            return plain_sequential(params, x, start, m0, self.m_clamp)
 
         if self._use_parallel(x.shape[0]):
             tol = default_tol(dtype) if self.tol is None else self.tol
