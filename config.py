@@ -96,6 +96,7 @@ SCHEMA: dict = {
     "tape": {
         "size": Opt(1024, INT, "Tape length in rows (tape_dqn): whole episodes packed end to end.", _positive),
         "max_episodes": Opt(None, (int, type(None)), "Most episodes tried per tape (default size // 2).", _positive),
+        "lanes": Opt(1, INT, "Lanes K: whole episodes packed into K lanes of size / K rows each, run side by side (1: one tape).", _positive),
     },
     "segment": {
         "length": Opt(10, INT, "Segment length L in transitions (segment_dqn).", _positive),
@@ -335,6 +336,11 @@ def check(cfg: dict, where: str) -> None:
     rows = cfg["episode"]["max_steps"] + 1
     if cfg["tape"]["size"] < rows:
         raise ConfigError(f"{where}: tape.size: {cfg['tape']['size']} rows cannot hold one episode of up to {rows} rows (episode.max_steps + 1)")
+    size, lanes = cfg["tape"]["size"], cfg["tape"]["lanes"]
+    if size % lanes:
+        raise ConfigError(f"{where}: tape.lanes: {lanes} does not divide tape.size {size}")
+    if size // lanes < rows:
+        raise ConfigError(f"{where}: tape.lanes: a lane of {size // lanes} rows (tape.size / tape.lanes) cannot hold one episode of up to {rows} rows (episode.max_steps + 1)")
     cap = cfg["train"]["buffer_capacity"]
     if cap < max(cfg["tape"]["size"], rows):
         raise ConfigError(f"{where}: train.buffer_capacity: {cap} rows is smaller than the tape ({cfg['tape']['size']}) or one episode ({rows})")

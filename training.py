@@ -95,7 +95,7 @@ def make_sampler(cfg: dict, batching: str):
     """The buffer's sample function for this batching mode, with its static sizes bound."""
     if batching == "tape":
         t = cfg["tape"]
-        return functools.partial(TapeBuffer.sample, tape_size=t["size"], max_episodes=t["max_episodes"])
+        return functools.partial(TapeBuffer.sample, tape_size=t["size"], max_episodes=t["max_episodes"], lanes=t["lanes"])
     s = cfg["segment"]
     return functools.partial(
         SegmentBuffer.sample, batch_size=s["batch_size"], length=s["length"], burn_in=s["burn_in"],
@@ -196,7 +196,7 @@ def check_resources(cfg: dict, batching: str, network, obs_dim: int, num_actions
 
 
 def check_trials(cfg: dict, env_info: dict) -> None:
-    """Refuse timings under which no trial can be learnt: trials of under two steps (a period
+    """Refuse timings under which no trial can be learnt: trials of no step at all (every period
     collapsed to nothing, e.g. env.kwargs.dt far above the periods) or trials longer than an
     episode (no trial would ever end inside one, e.g. a tiny env.kwargs.dt). env_info['trial_steps']:
     the lengths of a few sampled trials (None where the task has no fixed trials to sample)."""
@@ -206,8 +206,8 @@ def check_trials(cfg: dict, env_info: dict) -> None:
     kw = cfg["env"]["kwargs"]
     knob = "env.kwargs.dt" if "dt" in kw else "env.kwargs.timing" if "timing" in kw else "env.task"
     shortest, max_steps = min(lengths), cfg["episode"]["max_steps"]
-    if shortest < 2:
-        raise ConfigError(f"{knob}: with these settings a trial of {cfg['env']['task']} lasts {shortest} step(s): its periods vanish (dt is longer than them)")
+    if shortest < 1:
+        raise ConfigError(f"{knob}: with these settings a trial of {cfg['env']['task']} lasts no step at all: its periods vanish (dt is longer than them)")
     if shortest > max_steps:
         raise ConfigError(
             f"{knob}: with these settings a trial of {cfg['env']['task']} lasts at least {shortest} steps, more than "
@@ -838,7 +838,15 @@ def enable_compile_cache() -> None:
         print(f"warning: compile cache {path} unusable ({e.strerror or e}); compiling without it", file=sys.stderr)
         return
     jax.config.update("jax_compilation_cache_dir", str(path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    # programs that compile faster than this are not worth a disk write; the variable lets the
+    # tests share even the small ones between processes
+    text = os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1.0")
+    try:
+        min_secs = float(text)
+    except ValueError:
+        print(f"warning: JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS={text!r} is not a number; using 1.0", file=sys.stderr)
+        min_secs = 1.0
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_secs)
 
 
 @dataclass
