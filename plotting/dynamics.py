@@ -71,7 +71,7 @@ from plotting.common import PlotError, _first_line, cli_error, find_runs, group_
 PROG = "python -m plotting.dynamics"
 MIN_BIN_TRIALS = 10  # fewest trials a decoded / averaged step needs
 FOLDS = 5
-MAX_TRIALS = 20000
+MAX_TRIALS = 5000  # M of 5000 DelayMatchSample trials at hidden 64, Nx 10: ~0.4 GB
 
 # the variable each task must hold until the decision: (trial key, label); other tasks fall back
 # to ground_truth, then to the first trial variable with at least two values
@@ -658,17 +658,22 @@ def summarise(datas: list[dict], analyses: list[dict]) -> dict:
 # Command
 # ------------------------------------------------------------------------------------------------
 def _check_writable(path: Path, flag: str) -> None:
-    """Fail early (PlotError) when `path` cannot be written: a folder, or a parent that cannot be
-    created or written."""
+    """Fail early (PlotError) when `path` cannot be written: a folder, a parent that cannot be
+    created, or a file that cannot be opened for writing (tried, and removed again if new)."""
     if path.is_dir():
         raise PlotError(f"{flag} {path}: is a folder")
-    parent = path.parent
     try:
-        parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise PlotError(f"{flag} {path}: cannot create its folder: {e.strerror or _first_line(e)}") from None
-    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise PlotError(f"{flag} {path}: not writable")
+    existed = path.exists()
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as e:
+        raise PlotError(f"{flag} {path}: not writable: {e.strerror or _first_line(e)}") from None
+    if not existed:
+        path.unlink()
 
 
 def data_paths(data: Path, runs: list[Path]) -> list[Path]:
@@ -696,6 +701,8 @@ def dynamics(run_arg, out=None, data_out=None, trials: int = 400, seed: int = 0,
         raise PlotError(f"--trials must be between 1 and {MAX_TRIALS}, got {trials}")
     if num_envs < 1:
         raise PlotError(f"--num-envs must be at least 1, got {num_envs}")
+    if seed < 0:
+        raise PlotError(f"--seed must be 0 or more, got {seed}")
     if trials < 2 * FOLDS:
         raise PlotError(f"--trials {trials}: decoding with {FOLDS}-fold cross-validation needs at least {2 * FOLDS} trials")
     runs = find_runs([run_arg])
@@ -735,7 +742,11 @@ def dynamics(run_arg, out=None, data_out=None, trials: int = 400, seed: int = 0,
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog=PROG, description="Hidden activity, memory state, decoding and plasticity of the "
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):  # one line, not the usage block
+            self.exit(2, f"{PROG}: error: {message}\n")
+
+    p = Parser(prog=PROG, description="Hidden activity, memory state, decoding and plasticity of the "
                                 "greedy policy of a trained run (or of each run in a folder of seeds).",
                                 epilog="See the docstring of plotting/dynamics.py for the --data layout.")
     p.add_argument("run", metavar="RUN_DIR", help="a run folder, or a folder of run folders of one task and model")

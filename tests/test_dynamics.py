@@ -254,6 +254,11 @@ def test_bad_input_one_line_exit_2(tiny_run, tmp_path, capsys):
     _fails(capsys, [str(wrong), "--out", out], "model.memory")
     for n in ("0", "-3"):
         _fails(capsys, [str(tiny_run), "--trials", n, "--out", out], "--trials")
+    _fails(capsys, [str(tiny_run), "--seed", "-1", "--out", out], "--seed")
+    with pytest.raises(SystemExit) as exit_:  # argparse's own errors: one line too
+        dynamics.main([str(tiny_run), "--trials", "many"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and "--trials" in err[0]
     blocker = tmp_path / "file.txt"
     blocker.write_text("")
     _fails(capsys, [str(tiny_run), "--out", str(blocker / "x.png")], "--out")
