@@ -379,10 +379,11 @@ def _analyse(data: dict, task: str, memory: str, periods: list[str]) -> dict:
     valid = data["valid"]
     for sname, x in sources.items():
         flat = x.reshape(x.shape[:2] + (-1,))
-        model = PCA(n_components=2, random_state=0).fit(flat[valid])
+        k = min(2, flat.shape[-1])  # a one-unit state has one component; the second axis stays 0
+        model = PCA(n_components=k, random_state=0).fit(flat[valid])
         proj = np.zeros(x.shape[:2] + (2,), np.float32)
-        proj[valid] = model.transform(flat[valid])
-        pca[sname] = dict(proj=proj, explained=model.explained_variance_ratio_)
+        proj[valid, :k] = model.transform(flat[valid])
+        pca[sname] = dict(proj=proj, explained=np.r_[model.explained_variance_ratio_, np.zeros(2 - k)])
     norm = None
     if memory != "gru":
         n = np.linalg.norm(data["mem"].reshape(data["mem"].shape[:2] + (-1,)), axis=-1)
