@@ -27,7 +27,7 @@ class TaskMeta(NamedTuple):
     random: float  # random-policy performance
     ceiling: float | None  # ideal-observer or scripted-policy performance
     ceiling_by: str | None  # "ideal observer" | "scripted policy" | None
-    target: float  # default eval.target
+    target: float | None  # default eval.target (None: the task reports no performance)
 
     @property
     def class_name(self) -> str:
@@ -41,6 +41,11 @@ PORTS = (
     TaskMeta("DelayMatchSample-v0", "delay_match_sample", 0.495, 1.0, "ideal observer", 0.95),
     TaskMeta("ContextDecisionMaking-v0", "context_decision_making", 0.332, 0.945, "ideal observer", 0.85),
     TaskMeta("GoNogo-v0", "go_nogo", 0.484, 0.5, "scripted policy", 0.45),
+    TaskMeta("DelayComparison-v0", "delay_comparison", 0.333, 0.996, "scripted policy", 0.95),
+    TaskMeta("PerceptualDecisionMakingDelayResponse-v0", "perceptual_decision_making_delay_response", 0.5, 0.886, "ideal observer", 0.8),
+    TaskMeta("DelayMatchCategory-v0", "delay_match_category", 0.499, 0.5, "ideal observer", 0.45),
+    TaskMeta("IntervalDiscrimination-v0", "interval_discrimination", 0.481, 1.0, "scripted policy", 0.9),
+    TaskMeta("ToneDetection-v0", "tone_detection", 0.0, None, None, None),
 )
 
 TASK_META = {m.task: m for m in PORTS}
