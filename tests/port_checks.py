@@ -36,6 +36,9 @@ from collector.ngym_compat import make_env
 POLICIES = ("random", "fixate", "oracle", "script")
 N_ENVS = 128
 N_STEPS = 256  # one runner shape for every check of a file: one compilation
+# The test programs are small and run for milliseconds, but XLA's CPU backend spends seconds
+# optimizing them: compiling without backend optimization halves the compile time of a runner.
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,7 +119,7 @@ def runner(task, n_envs=N_ENVS, n_steps=N_STEPS, policy=None, carry_size=0):
         _, out = jax.lax.scan(body, (obs0, state, mem0), (jax.random.split(key, n_steps), script))
         return obs0, out
 
-    return env, jax.jit(new_trials), jax.jit(run)
+    return env, jax.jit(new_trials, compiler_options=FAST_COMPILE), jax.jit(run, compiler_options=FAST_COMPILE)
 
 
 def port_run(task, pid, seed=0, script=None, states=None, n_envs=N_ENVS, n_steps=N_STEPS, policy=None,

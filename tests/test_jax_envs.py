@@ -21,6 +21,7 @@ from scipy import stats
 
 from collector.jax_envs import make_jax_env, period_index
 from collector.ngym_compat import make_env
+from tests.port_checks import FAST_COMPILE
 
 # the three ports this file checks (the later ones have tests/test_port_*.py)
 JAX_TASKS = PDM, DMS, CDM = ("PerceptualDecisionMaking-v0", "DelayMatchSample-v0", "ContextDecisionMaking-v0")
@@ -107,7 +108,7 @@ def port(task):
         _, out = jax.lax.scan(body, (obs0, state, acc), (jax.random.split(key, n_steps), script))
         return obs0, out
 
-    return env, jax.jit(new_trials), jax.jit(run)
+    return env, jax.jit(new_trials, compiler_options=FAST_COMPILE), jax.jit(run, compiler_options=FAST_COMPILE)
 
 
 def port_run(task, pid, seed=0, script=None, states=None, **kw):
