@@ -53,23 +53,24 @@ def _backward(res, cotangents):
     dh, dv_final = cotangents
 
     def step(carry, inputs):
-        dv, du, dlam = carry  # dv: cotangent of V_t; du, dlam: accumulated over steps > t
+        dv, du, dlam = carry  # dv: cotangent of V_t; du, dlam [Nx, Nh]: summed over steps > t
         dh_t, x_t, s_t, h_t, vp = inputs
         g = jnp.sum(x_t[:, None] * dv, axis=0)  # [Nh]: dV_t x_t, the Hebbian term's pull on h_t
         da = (dh_t + eta * g) * (1.0 - h_t * h_t)  # cotangent of the pre-activation
-        dlam = dlam + jnp.sum(dv * vp)
+        dlam = dlam + dv * vp  # reduced once after the loop: a sum per step costs more than the step
         xa = x_t[:, None] * da[None, :]  # [Nx, Nh]
         du = du + xa * vp
         dvp = lam * dv + u * xa
-        # dx_t's modulated and Hebbian parts (XLA drops them when nothing asks for dx)
-        dx_t = jnp.sum(u * vp * da[None, :], axis=1) + eta * jnp.sum(dv * h_t[None, :], axis=1)
-        dv = jnp.where(s_t, jnp.zeros_like(dvp), dvp)
-        return (dv, du, dlam), (da, g, dx_t)
+        return (jnp.where(s_t, jnp.zeros_like(dvp), dvp), du, dlam), (da, g, dv)
 
-    zero = (dv_final, jnp.zeros_like(u), jnp.zeros_like(lam))
-    (dv0, du, dlam), (da, g, dx) = jax.lax.scan(step, zero, (dh, x, start, h, v_prev), reverse=True)
+    zero = (dv_final, jnp.zeros_like(u), jnp.zeros_like(u))
+    (dv0, du, dlam), (da, g, dv) = jax.lax.scan(step, zero, (dh, x, start, h, v_prev), reverse=True)
     deta = jnp.sum(h * g)
-    return du, deta, dlam, da, dx, None, dv0
+    # dx_t's modulated and Hebbian parts, after the loop from the stacked cotangents (a reduction
+    # along Nh inside the loop is slow; XLA drops all of it, and the dv stack, when nothing asks
+    # for dx, as in the loss, where the inputs are observations)
+    dx = jnp.einsum('tki,ki,ti->tk', v_prev, u, da) + eta * jnp.einsum('tki,ti->tk', dv, h)
+    return du, deta, jnp.sum(dlam).astype(lam.dtype), da, dx, None, dv0
 
 
 def _fwd(u, eta, lam, a0, x, start, v0):
