@@ -7,6 +7,8 @@ trial. It also takes the ground truth as the action code (1: "match", 2: "non-ma
 values can be batched as numbers; the port's own handling of the labels is tested apart."""
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -71,21 +73,31 @@ def test_noise_free_trials_and_step_semantics():
                          timing={"sample": 300, "test": 200}))
 
 
-def trial_obs(env, params, forced):
-    """Noise-free obs [T, D] and gt [T] of a forced trial, step by step."""
-    state = env.new_trial(jax.random.PRNGKey(0), params, **forced)
-    at = jax.vmap(lambda t: state.replace(t=t))(jnp.arange(int(state.ends[-1])))
-    return np.asarray(jax.vmap(env.get_obs, in_axes=(0, None))(at, params)), np.asarray(jax.vmap(env.gt_now)(at))
-
-
-@pytest.mark.parametrize("dim_ring", [3, 5])
-def test_other_ring_sizes(dim_ring):
+@functools.lru_cache(maxsize=None)
+def viewer(dim_ring):
+    """(env, view): view(forced) -> noise-free obs [T, D] and gt [T] of a forced trial (jitted)."""
     env, params = make_jax_env(TASK, dim_ring=dim_ring, sigma=0.0)
-    assert env.obs_dim == 1 + dim_ring
-    u = pc.ngym(TASK, dim_ring=dim_ring, sigma=0.0).unwrapped
-    for forced, _ in cases()[::3]:
+
+    @jax.jit
+    def view(forced):
+        state = env.new_trial(jax.random.PRNGKey(0), params, **forced)
+        at = jax.vmap(lambda t: state.replace(t=t))(jnp.arange(MAX_LEN))
+        return jax.vmap(env.get_obs, in_axes=(0, None))(at, params), jax.vmap(env.gt_now)(at), state.ends[-1]
+
+    def trial(forced):
+        obs, gt, n = view(forced)
+        return np.asarray(obs)[: int(n)], np.asarray(gt)[: int(n)]
+
+    return env, trial
+
+
+def test_another_ring_size():
+    env, trial = viewer(3)
+    assert env.obs_dim == 4
+    u = pc.ngym(TASK, dim_ring=3, sigma=0.0).unwrapped
+    for forced, _ in cases():
         u.new_trial(**forced)
-        obs, gt = trial_obs(env, params, forced)
+        obs, gt = trial(forced)
         np.testing.assert_allclose(obs, u.ob, atol=1e-6, err_msg=str(forced))
         np.testing.assert_array_equal(gt, u.gt)
 
@@ -95,9 +107,9 @@ def test_category_is_invisible_at_two_ring_channels():
     2 pi - theta, which lie in opposite categories; so every observation sequence is as likely under
     match as under non-match and no policy beats 0.5. With 3 channels the directions differ."""
     for dim_ring, invisible in ((2, True), (3, False)):
-        env, params = make_jax_env(TASK, dim_ring=dim_ring, sigma=0.0)
-        a, _ = trial_obs(env, params, dict(ground_truth=1, sample_category=0, sample_pos=0.3, test_pos=0.8))
-        b, _ = trial_obs(env, params, dict(ground_truth=2, sample_category=1, sample_pos=0.7, test_pos=0.8))
+        _, trial = viewer(dim_ring)
+        a, _ = trial(dict(ground_truth=1, sample_category=0, sample_pos=0.3, test_pos=0.8))
+        b, _ = trial(dict(ground_truth=2, sample_category=1, sample_pos=0.7, test_pos=0.8))
         assert np.allclose(a, b, atol=1e-6) == invisible
 
 
@@ -120,8 +132,10 @@ def test_closed_loop_and_task_table():
 
 def test_match_strings_and_unsupported_arguments():
     env, params = make_jax_env(TASK)
-    for g, want in (("match", 1), ("non-match", 2), (2, 2)):
-        assert int(env.new_trial(jax.random.PRNGKey(0), params, ground_truth=g).trial["ground_truth"]) == want
+    labels = ("match", "non-match", 2)
+    got = jax.jit(lambda k: [env.new_trial(k, params, ground_truth=g).trial["ground_truth"] for g in labels])(
+        jax.random.PRNGKey(0))
+    assert [int(g) for g in got] == [1, 2, 2]
     with pytest.raises(ValueError, match="ground_truth"):
         env.new_trial(jax.random.PRNGKey(0), params, ground_truth="same")
     for kw, name in [(dict(abort=True), "abort"), (dict(timing={"delay": 100}), "delay"), (dict(dim_ring=0), "dim_ring")]:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.stats import norm
 
-from collector.jax_envs import TASK_META, make_jax_env, period_index
+from collector.jax_envs import TASK_META, make_jax_env
 from tests import port_checks as pc
 
 TASK = "PerceptualDecisionMakingDelayResponse-v0"
@@ -64,35 +63,13 @@ def test_closed_loop_and_task_table():
     assert perf["oracle"][0] == 1.0 and perf["fixate"][0] == 0
 
 
-def observer(obs, state, params, key, carry):
-    """The ideal observer: the summed difference of the two stimulus channels (the likelihood ratio
-    of the two answers depends on nothing else), answered at the first decision step."""
-    p = period_index(state)
-    carry = jnp.where(state.t == 0, 0.0, carry) + jnp.where(p == 1, obs[1] - obs[2], 0.0)
-    return jnp.where(p == 3, jnp.where(carry[0] > 0, 1, 2), 0), carry
-
-
-def ngym_observer():
-    acc = [0.0]
-
-    def policy(u, ob, rng):
-        if u.t_ind == 0:
-            acc[0] = 0.0
-        if u.in_period("stimulus"):
-            acc[0] += ob[1] - ob[2]
-        return (1 if acc[0] > 0 else 2) if u.in_period("decision") else 0
-
-    return policy
-
-
 def test_ideal_observer_ceiling():
-    # analytic: stimulus of 11 steps, per-step noise std 0.1 on each channel, difference coh / 100
+    """The table's ceiling: the likelihood ratio of the two answers depends only on the summed
+    difference of the two stimulus channels (11 steps, each channel with N(0, 0.1^2) noise: the
+    std check_noise confirms), whose mean is +-coh/100 per step; zero coherence is a guess."""
     analytic = np.mean([0.5 if c == 0 else norm.cdf(c / 100 * math.sqrt(11) / (0.1 * math.sqrt(2)))
                         for c in (0, 6.4, 12.8, 25.6, 51.2)])
     assert abs(analytic - TASK_META[TASK].ceiling) < 5e-4
-    perf = pc.check_closed_loop(TASK, MAX_LEN, policies=("oracle",), policy=observer, carry_size=1,
-                                ngym_policy=ngym_observer(), n_steps=1024, n_ngym=400)
-    pc.check_table_figure(TASK, perf["oracle"], TASK_META[TASK].ceiling)
 
 
 def test_unsupported_arguments_fail_naming_them():
