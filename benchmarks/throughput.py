@@ -438,6 +438,7 @@ class BatchConfig:
 
     batching: str  # "tape" | "segment"
     size: int = 0  # tape rows
+    lanes: int = 1  # tape lanes (TapeBuffer.sample(lanes=K))
     length: int = 0  # segment length L
     batch_size: int = 0  # segments B
     burn_in: int = 0
@@ -460,6 +461,7 @@ class BatchConfig:
             batching=self.batching,
             segment_mode=None if tape else ("r2d2" if self.stored_state else "drqn"),
             tape_size=self.size if tape else None,
+            tape_lanes=self.lanes if tape else None,
             segment_length=None if tape else self.length,
             batch_size=None if tape else self.batch_size,
             burn_in=None if tape else self.burn_in,
@@ -470,7 +472,7 @@ class BatchConfig:
 
     def sampler(self):
         if self.batching == "tape":
-            return functools.partial(TapeBuffer.sample, tape_size=self.size)
+            return functools.partial(TapeBuffer.sample, tape_size=self.size, lanes=self.lanes)
         return functools.partial(
             SegmentBuffer.sample, batch_size=self.batch_size, length=self.length, burn_in=self.burn_in,
             stored_state=self.stored_state,
@@ -645,6 +647,143 @@ def run_update_benchmarks(memories: Sequence[str] = ("mpn", "gru"), configs: Seq
             except Exception as err:  # one failing config (e.g. out of memory) must not end the run
                 failed("update", params, err)
     return records
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast tapes: one core, lanes, hidden 64 and 128, FLOPs and the core's peak (--only tapes)
+# ---------------------------------------------------------------------------------------------
+ONE_CORE_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+ONE_CORE_CPU = 1  # the core `--one-core` pins to (taskset -c 1)
+_ONE_CORE_MARK = "MPN_DQN_ONE_CORE"
+
+
+def one_core_reexec(argv: Sequence[str]) -> None:
+    """Re-run this command pinned to one core (taskset -c ONE_CORE_CPU) with XLA's one-thread
+    flags; the flags must be set before jax starts, hence a new process. Returns only when already
+    inside that process."""
+    if os.environ.get(_ONE_CORE_MARK) == "1":
+        return
+    import shutil
+
+    if shutil.which("taskset") is None:
+        raise SystemExit("python -m benchmarks.throughput: error: --one-core needs taskset (util-linux)")
+    env = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + ONE_CORE_XLA_FLAGS).strip())
+    env[_ONE_CORE_MARK] = "1"
+    os.execvpe("taskset", ["taskset", "-c", str(ONE_CORE_CPU), sys.executable, "-m", "benchmarks.throughput",
+                           *argv], env)
+
+
+def one_core_fields() -> dict:
+    """What every record of a --one-core run states about its settings."""
+    return dict(one_core=os.environ.get(_ONE_CORE_MARK) == "1", xla_flags=os.environ.get("XLA_FLAGS", ""),
+                cpu_affinity=sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None)
+
+
+def core_peak_flops(n: int = 1024, repeats: int = 5) -> float:
+    """FLOP/s of a float32 n x n matrix product under jit on this process's cores: the practical
+    peak the update is measured against (a dense GEMM is the most an XLA CPU kernel gets)."""
+    a = jnp.ones((n, n), jnp.float32)
+    f = jax.jit(lambda x, y: x @ y)
+    times = time_calls(lambda: f(a, a), repeats, warmup=2)
+    return 2.0 * n ** 3 / min(times)
+
+
+def mpn_update_flops_per_row(hidden: int, nx: int, obs_in: int, head: Sequence[int], num_actions: int) -> float:
+    """Arithmetic of one double-DQN update per tape row for the exact MPN, counted from the
+    equations (a multiply, an add, a tanh each count 1): the online network forward and backward
+    (the lean scan's hand-written backward pass) and the target network forward. nx: layer inputs
+    (with the constant), obs_in: projection inputs (obs + constant)."""
+    hn = hidden * nx
+    proj = 2 * obs_in * nx
+    mem_fwd = 2 * hn + hidden + 5 * hn + hidden + 3 * hn  # W x + b; (W ⊙ M) x; tanh; λM + η h xᵀ
+    widths = [hidden, *head, num_actions]
+    head_fwd = sum(2 * a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    mem_bwd = 10 * hn + 4 * hidden + 2 * hn  # reverse scan (g, dλ, x·da, dU, dM') + dW of the drive
+    head_bwd = 2 * head_fwd
+    return 2 * (proj + mem_fwd + head_fwd) + mem_bwd + head_bwd
+
+
+def tape_grid(quick: bool = False) -> list[BatchConfig]:
+    """The configurations of the fast-tape comparison: tapes of ~1k and ~10k rows with 1 lane and
+    several lane counts (each lane >= 201 rows, the longest episode the experiments allow), and
+    DRQN segments 32 x 10, 100 x 10, 1024 x 10 and 20 x 50."""
+    tapes = [(1024, 1), (1024, 4), (10_240, 1), (10_240, 40)] if quick else \
+        [(1024, 1), (1024, 2), (1024, 4), (10_240, 1), (10_240, 10), (10_240, 20), (10_240, 40)]
+    segs = [(32, 10), (100, 10), (1024, 10), (20, 50)]
+    return ([BatchConfig("tape", size=n, lanes=k) for n, k in tapes]
+            + [BatchConfig("segment", length=l, batch_size=b) for b, l in segs])
+
+
+def run_tape_benchmarks(hiddens: Sequence[int] = (64, 128), configs: Sequence[BatchConfig] | None = None,
+                        baseline: Sequence[BatchConfig] | None = None, episodes: Episodes | str = DEFAULT_TASK,
+                        repeats: int = 10, budget_s: float | None = 3.0, seed: int = 0, peak_n: int = 1024,
+                        log: Callable[[str], None] | None = None) -> list[dict]:
+    """Update records of the exact MPN for every hidden size x config, each with
+    flops_per_transition (mpn_update_flops_per_row x rows / valid transitions), achieved_flops_per_s
+    and peak_fraction against core_peak_flops(); plus, for `baseline` configs, the same update with
+    the plain autodiff scan (memory_kwargs.lean=false, `scan_path: plain`), measured in the same
+    process for a side-by-side figure."""
+    log = log or (lambda s: None)
+    configs = list(tape_grid() if configs is None else configs)
+    baseline = list(baseline or [])
+    peak = core_peak_flops(peak_n)
+    log(f"core peak (f32 {peak_n}^3 matmul under jit): {peak / 1e9:.1f} GFLOP/s")
+    num_actions, obs_dim = 3, 3  # pdm-like
+    if isinstance(episodes, str) and episodes != "pdm-like":
+        from collector.jax_envs import make_jax_env
+
+        need = 2 * max([c.size for c in configs if c.batching == "tape"] + [10_000])
+        log(f"collecting {need} rows of {episodes} episodes (JAX collector, random policy)")
+        num_actions = make_jax_env(episodes)[0].num_actions
+        episodes = collect_episodes(episodes, min_rows=need, num_envs=512, seed=seed)
+    if not isinstance(episodes, str):
+        obs_dim = int(episodes.obs.shape[-1])
+    records = []
+    for hidden in hiddens:
+        runs = [(configs, ("true",))] + ([(baseline, ("false",))] if baseline else [])
+        for cfgs, (lean,) in runs:
+            overrides = (f"model.memory_kwargs.hidden={hidden}", f"model.memory_kwargs.lean={lean}")
+            recs = run_update_benchmarks(("mpn",), cfgs, episodes=episodes, repeats=repeats, sample_repeats=3,
+                                         seed=seed, overrides=overrides, budget_s=budget_s,
+                                         num_actions=num_actions, log=log)
+            exp = experiment_config("mpn", overrides)
+            kw = exp["model"]["memory_kwargs"]
+            per_row = mpn_update_flops_per_row(hidden, kw["input_proj"], obs_dim + 1, exp["model"]["head"], num_actions)
+            for r in recs:
+                r.update(hidden=hidden, scan_path="lean" if lean == "true" else "plain", **one_core_fields())
+                if r["kind"] == "update" and not r.get("error"):
+                    fpt = per_row * r["rows_per_batch"] / r["valid_transitions"]
+                    r.update(flops_per_row=per_row, flops_per_transition=fpt,
+                             achieved_flops_per_s=fpt * r["transitions_per_s"], peak_flops_per_s=peak,
+                             peak_flops_method=f"f32 {peak_n}x{peak_n} matmul under jit, best of 5",
+                             peak_fraction=fpt * r["transitions_per_s"] / peak)
+            records += recs
+    return records
+
+
+def lane_padding(tasks: Sequence[str] = TASKS, sizes_lanes=((1024, 1), (1024, 2), (1024, 4), (10_240, 1),
+                                                               (10_240, 10), (10_240, 20), (10_240, 40)),
+                 batches: int = 32, seed: int = 0, log: Callable[[str], None] | None = None) -> list[dict]:
+    """Padding overhead of tapes per lane count on real episodes of each task (JAX collector,
+    random policy, the experiments' episode rules): the fraction of rows that are not valid
+    transitions, averaged over `batches` sampled tapes. kind "lane_padding"."""
+    log = log or (lambda s: None)
+    out = []
+    for task in tasks:
+        eps = collect_episodes(task, min_rows=2 * max(n for n, _ in sizes_lanes), num_envs=512, seed=seed)
+        state = build_buffer(eps)
+        rows = np.asarray(eps.n_rows)
+        for n, k in sizes_lanes:
+            sample = jax.jit(jax.vmap(functools.partial(TapeBuffer.sample, tape_size=n, lanes=k), in_axes=(None, 0)))
+            tapes = sample(state, jax.random.split(jax.random.PRNGKey(seed), batches))
+            valid = np.asarray(tapes.mask).reshape(batches, -1).sum(axis=1)
+            rec = dict(kind="lane_padding", task=task, tape_size=n, tape_lanes=k, lane_rows=n // k,
+                       batches=batches, valid_transitions=float(valid.mean()),
+                       padding_overhead=float(1.0 - valid.mean() / n), episode_rows_mean=float(rows.mean()),
+                       episode_rows_max=int(rows.max()), **environment_info())
+            out.append(rec)
+            log(f"lane padding {task:28s} N={n:<6d} K={k:<3d} pad {rec['padding_overhead']:.3f}")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -865,7 +1004,8 @@ def _fmt_delta(r: dict) -> str:
 
 def _batch_label(r: dict) -> str:
     if r.get("batching") == "tape":
-        return f"tape N={r['tape_size']}"
+        k = r.get("tape_lanes") or 1
+        return f"tape N={r['tape_size']}" + (f" K={k}" if k > 1 else "")
     return f"seg L={r['segment_length']} B={r['batch_size']} {r['segment_mode']}"
 
 
@@ -917,6 +1057,27 @@ def format_table(records: Sequence[dict]) -> str:
                 f"{r['seconds_median'] * 1e3:9.1f} {_fmt_rate(r['env_steps_per_s']):>9s} {r['compile_s']:7.1f}s "
                 f"{_fmt_bytes(r['peak_memory_bytes']):>9s} {_fmt_delta(r):>8s}"
             )
+    ft = [r for r in records if r["kind"] == "update" and "hidden" in r and not r.get("error")]
+    if ft:
+        lines += ["", "FAST TAPES (exact MPN; valid transitions/s; FLOPs per valid transition from the equations; "
+                      "peak: f32 matmul under jit on the same core(s))",
+                  f"{'hidden':>6s} {'scan':5s} {'batch':28s} {'valid':>7s} {'pad':>6s} {'trans/s':>9s} "
+                  f"{'kFLOP/tr':>9s} {'GFLOP/s':>8s} {'of peak':>8s}"]
+        for r in ft:
+            lines.append(
+                f"{r['hidden']:6d} {r['scan_path']:5s} {_batch_label(r):28s} {r['valid_transitions']:7.0f} "
+                f"{r['padding_overhead']:6.3f} {_fmt_rate(r['transitions_per_s']):>9s} "
+                f"{r['flops_per_transition'] / 1e3:9.1f} {r['achieved_flops_per_s'] / 1e9:8.2f} {r['peak_fraction']:8.3f}")
+        r0 = ft[0]
+        lines.append(f"core peak {r0['peak_flops_per_s'] / 1e9:.1f} GFLOP/s; one core: {r0['one_core']} "
+                     f"(affinity {r0['cpu_affinity']}, XLA_FLAGS '{r0['xla_flags']}')")
+    lp = [r for r in records if r["kind"] == "lane_padding"]
+    if lp:
+        lines += ["", "LANE PADDING (real episodes, random policy; fraction of tape rows that are not valid transitions)",
+                  f"{'task':28s} {'N':>6s} {'K':>3s} {'lane rows':>9s} {'pad':>6s} {'episode rows mean/max':>22s}"]
+        for r in lp:
+            lines.append(f"{r['task']:28s} {r['tape_size']:6d} {r['tape_lanes']:3d} {r['lane_rows']:9d} "
+                         f"{r['padding_overhead']:6.3f} {r['episode_rows_mean']:10.1f} / {r['episode_rows_max']}")
     bad = [r for r in records if r.get("error")]
     if bad:
         lines += ["", "FAILED"] + [f"{r['kind']}: {r['error']}" for r in bad]
@@ -945,7 +1106,13 @@ def parse_args(argv):
                    help="profile: after each measurement is timed, one more call runs inside "
                         "jax.profiler.trace(DIR/<NN>_<label>) (calls over 1 s are skipped: their traces "
                         "take gigabytes); view with TensorBoard or Perfetto")
-    p.add_argument("--only", choices=("update", "collection", "scan"), help="run only this group of measurements")
+    p.add_argument("--only", choices=("update", "collection", "scan", "tapes"),
+                   help="run only this group of measurements (tapes: the fast-tape comparison, exact MPN at "
+                        "hidden 64 and 128, tapes with lanes vs segments, FLOPs and the core's peak, and the "
+                        "padding per lane count on the three tasks; not part of the default run)")
+    p.add_argument("--one-core", action="store_true",
+                   help=f"pin the run to one core (taskset -c {ONE_CORE_CPU}) with XLA_FLAGS=\"{ONE_CORE_XLA_FLAGS}\"; "
+                        "every record states these settings")
     p.add_argument("--scan", action="store_true",
                    help="also run the exact-MPN scan comparison (benchmarks/scan.py: sequential vs parallel vs "
                         "mpn_pre, forward and forward+backward against tape length and hidden size)")
@@ -972,7 +1139,10 @@ def parse_args(argv):
 
 
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    if args.one_core:
+        one_core_reexec(argv)
     t_start = time.perf_counter()
     log = lambda s: print(f"[{time.perf_counter() - t_start:6.1f}s] {s}", file=sys.stderr, flush=True)
     cfg = plan(args.quick)
@@ -991,6 +1161,17 @@ def main(argv=None) -> int:
             )
         if args.only in (None, "collection"):
             records += run_collection_benchmarks(**cfg["collection"], seed=args.seed, log=log)
+        if args.only == "tapes":
+            grid = tape_grid(args.quick)
+            base = [c for c in grid if (c.batching == "tape" and c.lanes == 1)
+                    or (c.batching == "segment" and c.batch_size in (100, 1024))]
+            records += run_tape_benchmarks(
+                (64, 128), grid, base, episodes=args.episodes or cfg["episodes"], repeats=cfg["repeats"],
+                budget_s=cfg["budget_s"], seed=args.seed, log=log)
+            records += [dict(r, **one_core_fields()) for r in
+                        lane_padding(TASKS, ((1024, 1), (1024, 4), (10_240, 1), (10_240, 40)) if args.quick
+                                     else ((1024, 1), (1024, 2), (1024, 4), (10_240, 1), (10_240, 10),
+                                           (10_240, 20), (10_240, 40)), seed=args.seed, log=log)]
     finally:
         set_trace(None)
     scan_records = []

@@ -6,7 +6,9 @@ Panels: (a) update throughput in valid transitions/s (log scale), tape versus se
 per memory, against the nominal transitions per batch (tape rows N, or B * L); (b) padding
 overhead of segments against L (measured, and the sampler's exact expectation), tapes for
 reference; (b') time of the jitted sampler per batch; (c) collection env steps/s (log scale) per
-backend, number of envs and policy, one panel per task. Records that carry an `error` are skipped.
+backend, number of envs and policy, one panel per task. A file of `--only tapes` gets its own
+figure (`plot_tapes`): update throughput per configuration and hidden size with the fraction of
+the core's peak, lean vs plain scan, and the padding per lane count. Records that carry an `error` are skipped.
 Any problem with the input prints one line on stderr and exits with status 2.
 """
 from __future__ import annotations
@@ -316,6 +318,83 @@ def plot(records: list[dict], out) -> Path:
     return out
 
 
+def _tape_label(r) -> str:
+    if r["batching"] == "tape":
+        k = r.get("tape_lanes") or 1
+        return f"tape {r['tape_size']}" + (f", {k} lanes" if k > 1 else "")
+    return f"segments {r['batch_size']} x {r['segment_length']}"
+
+
+def plot_tapes(records: list[dict], out) -> Path:
+    """The fast-tape comparison (`benchmarks.throughput --only tapes`): per hidden size, valid
+    transitions/s of every tape and segment configuration, lean scan and (where measured) the plain
+    autodiff scan side by side, each bar labelled with its fraction of the core's peak; below, the
+    padding overhead of tapes per lane count on each task."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ups = [r for r in _ok(records, "update") if "hidden" in r]
+    pads = _ok(records, "lane_padding")
+    try:
+        _check(ups, ("hidden", "scan_path", "batching", "transitions_per_s", "peak_fraction"))
+        _check(pads, ("task", "tape_size", "tape_lanes", "padding_overhead"))
+    except KeyError as e:
+        raise BenchPlotError(f"a record lacks the field {e}") from None
+    if not ups:
+        raise BenchPlotError("no fast-tape update record without error in the file: nothing to plot")
+    hiddens = sorted({r["hidden"] for r in ups})
+    rows = 1 + bool(pads)
+    fig, axes = plt.subplots(rows, len(hiddens), figsize=(7.2 * len(hiddens), 5.6 + 3.6 * bool(pads)),
+                             layout="constrained", squeeze=False)
+    for ax, hidden in zip(axes[0], hiddens):
+        mine = [r for r in ups if r["hidden"] == hidden]
+        labels = list(dict.fromkeys(_tape_label(r) for r in mine if r["scan_path"] == "lean"))
+        labels += [l for l in dict.fromkeys(_tape_label(r) for r in mine) if l not in labels]
+        y = range(len(labels))
+        for path, color, dy in (("lean", "tab:blue", -0.2), ("plain", "tab:gray", 0.2)):
+            by = {_tape_label(r): r for r in mine if r["scan_path"] == path}
+            ys = [i + dy for i, l in enumerate(labels) if l in by]
+            vals = [by[l]["transitions_per_s"] for l in labels if l in by]
+            if not vals:
+                continue
+            ax.barh(ys, vals, height=0.38, color=color, label=f"{path} scan")
+            for yy, l in zip(ys, [l for l in labels if l in by]):
+                r = by[l]
+                ax.text(r["transitions_per_s"], yy, f" {_fmt(r['transitions_per_s'])}/s, "
+                        f"{100 * r['peak_fraction']:.1f}% of peak", va="center", fontsize=8)
+        ax.set_yticks(list(y), labels)
+        ax.invert_yaxis()
+        ax.set_xlabel("valid transitions / s (one double-DQN update)")
+        ax.set_title(f"exact MPN, hidden {hidden}")
+        ax.set_xlim(0, 1.45 * max(r["transitions_per_s"] for r in mine))
+        ax.legend(loc="lower right", fontsize=8)
+    if pads:
+        tasks = list(dict.fromkeys(r["task"] for r in pads))
+        keys = list(dict.fromkeys((r["tape_size"], r["tape_lanes"]) for r in pads))
+        ax = axes[1][0]
+        width = 0.8 / len(tasks)
+        for j, task in enumerate(tasks):
+            by = {(r["tape_size"], r["tape_lanes"]): r["padding_overhead"] for r in pads if r["task"] == task}
+            ax.bar([i + (j - (len(tasks) - 1) / 2) * width for i in range(len(keys))],
+                   [by.get(k, math.nan) for k in keys], width=width, label=task)
+        ax.set_xticks(range(len(keys)), [f"N={n}\nK={k}" for n, k in keys], fontsize=8)
+        ax.set_ylabel("padding overhead (rows that are not valid transitions)")
+        ax.set_title("tape padding per lane count, real episodes (random policy)")
+        ax.legend(fontsize=8)
+        for ax in axes[1][1:]:
+            ax.axis("off")
+    r0 = ups[0]
+    fig.suptitle(f"Fast tapes: jax {r0.get('jax_version', '?')}, {r0.get('jax_backend', '?')}, one core: "
+                 f"{r0.get('one_core')} (XLA_FLAGS '{r0.get('xla_flags', '')}'); core peak "
+                 f"{r0['peak_flops_per_s'] / 1e9:.0f} GFLOP/s (f32 matmul)", fontsize=11)
+    out = Path(out)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def _check(records, fields):
     for r in records:
         for f in fields:
@@ -341,6 +420,10 @@ def main(argv=None) -> int:
         if out.suffix.lower() != ".png":
             raise BenchPlotError(f"--out {out}: expected a .png file name")
         records = load_records(args.bench)
+        if any(r.get("kind") == "update" and "hidden" in r for r in records):  # --only tapes
+            plot_tapes(records, out)
+            print(f"wrote {out}")
+            return 0
         scan_records = [dict(r, kind=r["pass"]) for r in records if r.get("kind") == "scan" and "pass" in r]
         if not scan_records or len(scan_records) < len(records):
             plot(records, out)  # raises BenchPlotError when there is nothing to plot

@@ -205,3 +205,29 @@ def test_the_network_takes_the_lean_scan():
         out[name] = mod.apply(v, x, start)[0]
     np.testing.assert_allclose(out['lean'], out['plain'], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(out['lean'], out['clamp'], rtol=1e-5, atol=1e-6)
+
+
+# ---- the fast-tape benchmark and its figure ------------------------------------------------------
+def test_tape_benchmark_records_and_figure(tmp_path):
+    """benchmarks.throughput.run_tape_benchmarks on a tiny grid: valid transitions and padding as
+    the sampler gives them, FLOPs per transition = per-row count x rows / valid, the achieved rate
+    and its fraction of the measured peak consistent; plotting.throughput draws the figure."""
+    from benchmarks import throughput as tp
+    from plotting import throughput as pt
+
+    grid = [tp.BatchConfig('tape', size=1024, lanes=2)]
+    recs = tp.run_tape_benchmarks((8,), grid, grid, episodes='pdm-like', repeats=2, budget_s=0.1, peak_n=256)
+    ups = [r for r in recs if r['kind'] == 'update']
+    assert [(r['scan_path'], r['batching']) for r in ups] == [('lean', 'tape'), ('plain', 'tape')]
+    for r in ups:
+        assert not r.get('error') and r['hidden'] == 8 and r['loss_finite']
+        assert r['flops_per_transition'] == pytest.approx(r['flops_per_row'] * r['rows_per_batch']
+                                                          / r['valid_transitions'])
+        assert r['achieved_flops_per_s'] == pytest.approx(r['flops_per_transition'] * r['transitions_per_s'])
+        assert 0 < r['peak_fraction'] == pytest.approx(r['achieved_flops_per_s'] / r['peak_flops_per_s'])
+    tape = ups[0]
+    # pdm-like episodes are 111 rows: a 512-row lane holds 4 (444 rows, 440 transitions)
+    assert tape['tape_lanes'] == 2 and tape['valid_transitions'] == 880
+    assert tape['padding_overhead'] == pytest.approx(1 - 880 / 1024)
+    out = pt.plot_tapes(recs, tmp_path / 'tapes.png')
+    assert out.stat().st_size > 10_000
