@@ -66,6 +66,7 @@ Differences from neurogym, on purpose:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import numbers
 from typing import Any, ClassVar
 
@@ -252,8 +253,14 @@ class TrialTask:
         clean = jnp.sum(jnp.where(hit, table, 0.0), axis=0)
         if not self.noise:
             return clean.astype(_F32)
-        mask = jnp.sum(jnp.where(hit, jnp.asarray(self._noise_mask()), 0.0), axis=0)
-        return (clean + noise * mask).astype(_F32)
+        # one scalar "in one of these periods" flag per distinct channel pattern (usually one),
+        # times a constant channel mask: about 2x faster once vmapped than selecting a [P, D] mask row
+        mask = self._noise_mask()
+        for row in np.unique(mask[mask.any(axis=1)], axis=0):
+            periods = [i for i in range(n_p) if np.array_equal(mask[i], row)]
+            flag = functools.reduce(jnp.logical_or, [p == i for i in periods])
+            clean = clean + jnp.where(flag, noise * jnp.asarray(row), 0.0)
+        return clean.astype(_F32)
 
     # --- bookkeeping ------------------------------------------------------------------------
     def _period_is(self, p: jax.Array, period: str | None) -> jax.Array:
