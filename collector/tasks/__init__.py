@@ -46,6 +46,7 @@ PORTS = (
     TaskMeta("DelayMatchCategory-v0", "delay_match_category", 0.499, 0.5, "ideal observer", 0.45),
     TaskMeta("IntervalDiscrimination-v0", "interval_discrimination", 0.481, 1.0, "scripted policy", 0.9),
     TaskMeta("ToneDetection-v0", "tone_detection", 0.0, None, None, None),
+    TaskMeta("DelayPairedAssociation-v0", "delay_paired_association", 0.484, 0.5, "scripted policy", 0.45),
 )
 
 TASK_META = {m.task: m for m in PORTS}
