@@ -47,6 +47,7 @@ PORTS = (
     TaskMeta("IntervalDiscrimination-v0", "interval_discrimination", 0.481, 1.0, "scripted policy", 0.9),
     TaskMeta("ToneDetection-v0", "tone_detection", 0.0, None, None, None),
     TaskMeta("DelayPairedAssociation-v0", "delay_paired_association", 0.484, 0.5, "scripted policy", 0.45),
+    TaskMeta("AntiReach-v0", "anti_reach", 0.031, 1.0, "scripted policy", 0.9),
 )
 
 TASK_META = {m.task: m for m in PORTS}
