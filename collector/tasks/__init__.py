@@ -46,8 +46,10 @@ PORTS = (
     TaskMeta("DelayMatchCategory-v0", "delay_match_category", 0.499, 0.5, "ideal observer", 0.45),
     TaskMeta("IntervalDiscrimination-v0", "interval_discrimination", 0.481, 1.0, "scripted policy", 0.9),
     TaskMeta("ToneDetection-v0", "tone_detection", 0.0, None, None, None),
+    TaskMeta("EconomicDecisionMaking-v0", "economic_decision_making", 0.5, 1.0, "scripted policy", 0.9),
     TaskMeta("DelayPairedAssociation-v0", "delay_paired_association", 0.484, 0.5, "scripted policy", 0.45),
     TaskMeta("AntiReach-v0", "anti_reach", 0.031, 1.0, "scripted policy", 0.9),
+    TaskMeta("MultiSensoryIntegration-v0", "multi_sensory_integration", 0.333, 0.907, "ideal observer", 0.85),
 )
 
 TASK_META = {m.task: m for m in PORTS}
