@@ -50,6 +50,7 @@ PORTS = (
     TaskMeta("DelayPairedAssociation-v0", "delay_paired_association", 0.484, 0.5, "scripted policy", 0.45),
     TaskMeta("AntiReach-v0", "anti_reach", 0.031, 1.0, "scripted policy", 0.9),
     TaskMeta("MultiSensoryIntegration-v0", "multi_sensory_integration", 0.333, 0.907, "ideal observer", 0.85),
+    TaskMeta("MultiSensoryIntegration-v0", "multi_sensory_integration", 0.333, 0.907, "ideal observer", 0.85),
 )
 
 TASK_META = {m.task: m for m in PORTS}
