@@ -51,6 +51,7 @@ PORTS = (
     TaskMeta("AntiReach-v0", "anti_reach", 0.031, 1.0, "scripted policy", 0.9),
     TaskMeta("MultiSensoryIntegration-v0", "multi_sensory_integration", 0.333, 0.907, "ideal observer", 0.85),
     TaskMeta("MultiSensoryIntegration-v0", "multi_sensory_integration", 0.333, 0.907, "ideal observer", 0.85),
+    TaskMeta("DelayMatchSampleDistractor1D-v0", "delay_match_sample_distractor_1d", 0.0, 1.0, "scripted policy", 0.9),
 )
 
 TASK_META = {m.task: m for m in PORTS}
