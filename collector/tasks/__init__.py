@@ -54,6 +54,7 @@ PORTS = (
     TaskMeta("DelayMatchSampleDistractor1D-v0", "delay_match_sample_distractor_1d", 0.0, 1.0, "scripted policy", 0.9),
     TaskMeta("ReadySetGo-v0", "ready_set_go", 0.002, 1.0, "scripted policy", 0.8),
     TaskMeta("DualDelayMatchSample-v0", "dual_delay_match_sample", 0.934, 1.0, "scripted policy", 0.98),
+    TaskMeta("MotorTiming-v0", "motor_timing", 0.002, 1.0, "scripted policy", 0.8),
 )
 
 TASK_META = {m.task: m for m in PORTS}
