@@ -214,7 +214,7 @@ def check_trials(task, cases, env_kw=None, seed=0, n_steps=N_STEPS):
         if not any(actions):  # timeout: the whole noise-free trial and its gt are visible
             np.testing.assert_allclose(out["obs"][: T - 1, i], ob_ref[1:], atol=1e-6, err_msg=where)
             np.testing.assert_array_equal(out["gt"][:T, i], gt_ref, err_msg=where)
-        force_ngym_trial(ng_env, {p: d for p, d in dur_i.items() if p in type(env).default_timing}, **forced_i)
+        force_ngym_trial(ng_env, {p: d for p, d in dur_i.items() if p in env.default_timing}, **forced_i)
         ng = []  # (obs, reward, new_trial, gt, performance) of each step until the trial ends
         for a in actions:
             ob_n, r_n, _, _, info_n = ng_env.step(int(a))

@@ -91,7 +91,7 @@ def test_trial_lengths():
 
 
 def test_closed_loop_and_task_table():
-    perf = pc.check_closed_loop(TASK, MAX_LEN, policy=scripted, ngym_policy=ngym_scripted)
+    perf = pc.check_closed_loop(TASK, MAX_LEN, policy=scripted, ngym_policy=ngym_scripted, n_ngym=500)
     meta = TASK_META[TASK]
     # random: the first non-zero action in the 7 decision steps picks either offer, and exactly one
     # offer is the better one: 0.5 * (1 - 3^-7)

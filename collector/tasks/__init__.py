@@ -57,6 +57,7 @@ PORTS = (
     TaskMeta("MotorTiming-v0", "motor_timing", 0.002, 1.0, "scripted policy", 0.8),
     TaskMeta("PulseDecisionMaking-v0", "pulse_decision_making", 0.5, 0.96, "ideal observer", 0.9),
     TaskMeta("OneTwoThreeGo-v0", "one_two_three_go", 0.005, 1.0, "scripted policy", 0.8),
+    TaskMeta("ProbabilisticReasoning-v0", "probabilistic_reasoning", 0.498, 0.915, "ideal observer", 0.85),
 )
 
 TASK_META = {m.task: m for m in PORTS}
