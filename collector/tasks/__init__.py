@@ -47,9 +47,9 @@ PORTS = (
     TaskMeta("IntervalDiscrimination-v0", "interval_discrimination", 0.481, 1.0, "scripted policy", 0.9),
     TaskMeta("ToneDetection-v0", "tone_detection", 0.0, None, None, None),
     TaskMeta("EconomicDecisionMaking-v0", "economic_decision_making", 0.5, 1.0, "scripted policy", 0.9),
+    TaskMeta("ProbabilisticReasoning-v0", "probabilistic_reasoning", 0.498, 0.915, "ideal observer", 0.85),
     TaskMeta("DelayPairedAssociation-v0", "delay_paired_association", 0.484, 0.5, "scripted policy", 0.45),
     TaskMeta("AntiReach-v0", "anti_reach", 0.031, 1.0, "scripted policy", 0.9),
-    TaskMeta("MultiSensoryIntegration-v0", "multi_sensory_integration", 0.333, 0.907, "ideal observer", 0.85),
     TaskMeta("MultiSensoryIntegration-v0", "multi_sensory_integration", 0.333, 0.907, "ideal observer", 0.85),
     TaskMeta("DelayMatchSampleDistractor1D-v0", "delay_match_sample_distractor_1d", 0.0, 1.0, "scripted policy", 0.9),
     TaskMeta("ReadySetGo-v0", "ready_set_go", 0.002, 1.0, "scripted policy", 0.8),
@@ -57,7 +57,6 @@ PORTS = (
     TaskMeta("MotorTiming-v0", "motor_timing", 0.002, 1.0, "scripted policy", 0.8),
     TaskMeta("PulseDecisionMaking-v0", "pulse_decision_making", 0.5, 0.96, "ideal observer", 0.9),
     TaskMeta("OneTwoThreeGo-v0", "one_two_three_go", 0.005, 1.0, "scripted policy", 0.8),
-    TaskMeta("ProbabilisticReasoning-v0", "probabilistic_reasoning", 0.498, 0.915, "ideal observer", 0.85),
 )
 
 TASK_META = {m.task: m for m in PORTS}
