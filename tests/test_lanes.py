@@ -231,3 +231,20 @@ def test_tape_benchmark_records_and_figure(tmp_path):
     assert tape['padding_overhead'] == pytest.approx(1 - 880 / 1024)
     out = pt.plot_tapes(recs, tmp_path / 'tapes.png')
     assert out.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize('lanes, message', [
+    (3, 'tape.lanes: 3 does not divide tape.size 1024'),
+    (8, 'tape.lanes: a lane of 128 rows (tape.size / tape.lanes) cannot hold one episode of up to 201 rows'),
+    (0, 'tape.lanes: must be > 0'),
+])
+def test_config_checks_tape_lanes(lanes, message):
+    from config import ConfigError, load
+
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / 'experiments' / 'perceptual_decision_making' / 'tape_mpn.yaml'
+    assert load(path, ['tape.lanes=4'])['tape']['lanes'] == 4
+    with pytest.raises(ConfigError) as err:
+        load(path, [f'tape.lanes={lanes}'])
+    assert message in str(err.value) and '\n' not in str(err.value)
