@@ -57,6 +57,7 @@ PORTS = (
     TaskMeta("MotorTiming-v0", "motor_timing", 0.002, 1.0, "scripted policy", 0.8),
     TaskMeta("PulseDecisionMaking-v0", "pulse_decision_making", 0.5, 0.96, "ideal observer", 0.9),
     TaskMeta("OneTwoThreeGo-v0", "one_two_three_go", 0.005, 1.0, "scripted policy", 0.8),
+    TaskMeta("Bandit-v0", "bandit", 0.0, None, None, None),
 )
 
 TASK_META = {m.task: m for m in PORTS}
