@@ -232,7 +232,8 @@ def check_trials(task, cases, env_kw=None, seed=0, n_steps=N_STEPS):
         np.testing.assert_array_equal(out["gt"][:n, i], gt_n, err_msg=where)
         np.testing.assert_array_equal(out["trial_step"][:n, i], np.arange(n), err_msg=where)
         assert not out["done"][:n, i].any()
-        assert out["performance"][n - 1, i] == perf_n[-1] and out["num_tr"][n - 1, i] == 2, where
+        # within float32 rounding: a fractional performance (PostDecisionWager's 0.7) is a Python float there
+        assert abs(out["performance"][n - 1, i] - perf_n[-1]) < 1e-6 and out["num_tr"][n - 1, i] == 2, where
     return n_real
 
 
