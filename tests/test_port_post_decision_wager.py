@@ -93,6 +93,9 @@ def test_ideal_observer_ceiling():
     ceiling = 0.25 + 0.5 * wager
     meta = TASK_META[TASK]
     assert meta.ceiling_by == "ideal observer" and meta.ceiling == round(ceiling, 3), ceiling
+    # a policy blind to the stimulus (action 1 without a sure option, else the sure bet) gets
+    # 1/4 + 0.7 / 2 = 0.6: the default target asks for more, i.e. for using the evidence
+    assert 0.25 + 0.35 < meta.target < ceiling
 
 
 def test_unsupported_arguments_fail_naming_them():

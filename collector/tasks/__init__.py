@@ -58,7 +58,7 @@ PORTS = (
     TaskMeta("PulseDecisionMaking-v0", "pulse_decision_making", 0.5, 0.96, "ideal observer", 0.9),
     TaskMeta("OneTwoThreeGo-v0", "one_two_three_go", 0.005, 1.0, "scripted policy", 0.8),
     TaskMeta("Bandit-v0", "bandit", 0.0, None, None, None),
-    TaskMeta("PostDecisionWager-v0", "post_decision_wager", 0.212, 0.632, "ideal observer", 0.6),
+    TaskMeta("PostDecisionWager-v0", "post_decision_wager", 0.212, 0.632, "ideal observer", 0.62),
     TaskMeta("Reaching1D-v0", "reaching_1d", 0.175, 0.226, "scripted policy", 0.2),
 )
 
