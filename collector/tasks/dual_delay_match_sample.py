@@ -23,7 +23,8 @@ non-zero action costs `abort` (the trial goes on: neurogym's abort is False). A 
 response in `test2` ends after it with reward 0. The performance reported when a trial ends is 1 if
 ANY response of the trial was correct (neurogym never resets it within a trial: a correct answer
 in `test1` followed by a wrong one in `test2`, or by none, still reports 1); the port keeps that
-flag in trial["answered_correctly"].
+flag in trial["answered_correctly"]. So answering both 1 and 2 within `test1` reaches performance 1
+without looking at the stimuli (with the default `fail` = 0 it costs no reward either).
 Keyword arguments: dt, rewards, timing, sigma.
 """
 from __future__ import annotations
