@@ -62,6 +62,7 @@ PORTS = (
     TaskMeta("Reaching1D-v0", "reaching_1d", 0.175, 0.226, "scripted policy", 0.2),
     TaskMeta("DawTwoStep-v0", "daw_two_step", 0.333, None, None, None),
     TaskMeta("Reaching1DWithSelfDistraction-v0", "reaching_1d_with_self_distraction", 0.175, 0.226, "scripted policy", 0.2),
+    TaskMeta("HierarchicalReasoning-v0", "hierarchical_reasoning", 0.05, None, None, None),
 )
 
 TASK_META = {m.task: m for m in PORTS}
