@@ -11,8 +11,8 @@ Timing: fixation 1500 ms, offer_on uniform on [1000, 2000) ms (neurogym's lambda
 
 trial = {juice: 0 for neurogym's ("a", "b") (offer 1 is juice A), 1 for ("b", "a"); offer:
 int32[2] = neurogym's (n_b, n_a)}, each drawn uniformly from neurogym's 2 juice orders and 9 offers.
-`new_trial(juice=..., offer=...)` takes neurogym's values (the juice tuple of strings, outside jit)
-or the numbers above.
+`new_trial(juice=..., offer=...)` takes neurogym's values (the juice tuple of strings, converted
+while tracing) or the numbers above.
 
 Rules, as neurogym's _step (and its quirks):
 - in `fixation` and `offer_on` any non-zero action costs `abort` and the trial goes on (neurogym's
