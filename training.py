@@ -179,8 +179,10 @@ def check_resources(cfg: dict, batching: str, network, obs_dim: int, num_actions
     act_row = state + 4 * (obs_dim + 4 * hidden + 4 * sum(cfg["model"]["head"]) + 2 * num_actions)
     parts = {
         "train.buffer_capacity": buf.bytes_needed(tr["buffer_capacity"], obs_dim, None) + (tr["buffer_capacity"] * state if store_state else 0),
-        "env.num_envs": cfg["env"]["num_envs"] * (2 * rows * record_row + state),
-        "eval.num_envs": ev["num_envs"] * (rows * (4 * obs_dim + 9) + 2 * state),
+        # per env: its recording slots, and the working set of one policy step (measured: about a
+        # dozen copies of the memory state, e.g. W * (1 + M) and its gradient-free temporaries)
+        "env.num_envs": cfg["env"]["num_envs"] * (2 * rows * record_row + 12 * state),
+        "eval.num_envs": ev["num_envs"] * (rows * (4 * obs_dim + 9) + 12 * state),
         batch_key: 3 * batch_rows * act_row,
     }
     seeds_at_once = n_seeds if cfg["env"]["backend"] == "jax" else 1
@@ -192,6 +194,16 @@ def check_resources(cfg: dict, batching: str, network, obs_dim: int, num_actions
         raise ConfigError(
             f"{key}: the run needs about {need / 2**30:.2f} GiB ({detail} GiB"
             f"{f', for {seeds_at_once} seeds' if seeds_at_once > 1 else ''}) but only {avail / 2**30:.2f} GiB of memory is available"
+        )
+
+
+def check_iteration_fits(cfg: dict, max_rows: int) -> None:
+    """The jax backend adds one iteration's rows to the ring in one piece: they must fit in it."""
+    cap = cfg["train"]["buffer_capacity"]
+    if max_rows > cap:
+        raise ConfigError(
+            f"train.buffer_capacity: {cap} rows cannot take one iteration's "
+            f"{max_rows} rows (env.num_envs x (train.steps_per_iter + episodes per iteration))"
         )
 
 
@@ -621,11 +633,7 @@ def _train_jax(cfg, batching, seeds, runs, progress, ckpt_dir, resume, stop) -> 
     per_iter = tr["steps_per_iter"] * num_envs
     state_example = network.initial_state(obs_dim) if store_state else None
     max_rows = collector.max_rows_per_call()
-    if max_rows > tr["buffer_capacity"]:
-        raise ConfigError(
-            f"train.buffer_capacity: {tr['buffer_capacity']} rows cannot take one iteration's "
-            f"{max_rows} rows (env.num_envs x (train.steps_per_iter + episodes per iteration))"
-        )
+    check_iteration_fits(cfg, max_rows)
 
     def init(seed):
         key, k_init, k_col = jax.random.split(jax.random.PRNGKey(seed), 3)
@@ -792,7 +800,7 @@ def probe_env(cfg: dict, n_trials: int = 8) -> dict:
             steps = [min(int(x), cap) for x in np.asarray(jax.vmap(env.trial_length)(states))]
         except Exception as e:
             raise ConfigError(f"env.kwargs: {task} fails with them: {type(e).__name__}: {config_short(e)}") from None
-        return dict(obs_dim=env.obs_dim, num_actions=env.num_actions, trial_steps=steps)
+        return dict(obs_dim=env.obs_dim, num_actions=env.num_actions, trial_steps=steps, env=env, env_params=params)
     env = _make_probe_env(task, kw)
     steps = []
     try:
@@ -955,6 +963,11 @@ def _new_run(args, prog, batching) -> Session:
     check_network(network, info["obs_dim"])
     check_trials(cfg, info)
     check_resources(cfg, batching, network, info["obs_dim"], info["num_actions"], len(seeds))
+    if cfg["env"]["backend"] == "jax":
+        store_state = batching == "segment" and cfg["segment"]["stored_state"]
+        collector = JaxCollector(info["env"], info["env_params"], network, episode_spec(cfg), cfg["env"]["num_envs"],
+                                 cfg["train"]["steps_per_iter"], store_state)
+        check_iteration_fits(cfg, collector.max_rows_per_call())
     top = Path(args.out) if args.out else Path("runs") / f"{cfg['name']}-{datetime.now():%Y%m%d-%H%M%S}"
     RunFolder.check(top)
     created_top = not top.exists()

@@ -26,6 +26,7 @@ TASK_BASELINES = {t: (m.random, m.ceiling) for t, m in TASK_META.items() if m.ce
 
 # the columns a metrics.csv must have to be plotted (training.METRICS holds them all)
 REQUIRED_COLUMNS = ("env_steps", "wall_s", "eval_performance")
+SUMMARY_FIELDS = {"final_eval_performance": (int, float), "final_eval_trials": (int,), "env_steps": (int,)}  # read by the plots
 RUN_FILES = ("config.yaml", "metrics.csv", "summary.json", "params.msgpack")
 
 
@@ -148,6 +149,9 @@ def load_summary(run_dir) -> dict | None:
         raise PlotError(f"{path}: not valid JSON: {_first_line(e)}") from None
     if not isinstance(summary, dict):
         raise PlotError(f"{path}: expected a JSON object")
+    for key, kinds in SUMMARY_FIELDS.items():
+        if not isinstance(summary.get(key), kinds) or isinstance(summary.get(key), bool):
+            raise PlotError(f"{path}: field '{key}' is missing or not a number")
     return summary
 
 

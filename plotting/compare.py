@@ -107,6 +107,15 @@ def plot(groups: dict[str, dict[str, list[dict]]], out: Path, title: str | None 
     return out
 
 
+def figure_path(out: str) -> Path:
+    """--out as the file that will be written: a name without a suffix gets .png (matplotlib would
+    add it silently), and an existing folder is refused rather than written beside."""
+    path = Path(out)
+    if path.is_dir():
+        raise PlotError(f"--out {out}: is a folder; give a file name, e.g. {path / 'compare.png'}")
+    return path if path.suffix else path.with_name(path.name + ".png")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog=PROG, description="Learning curves of run folders, grouped by batching mode, "
                                 "memory model and segment settings (mean and 95%% bootstrap CI over seeds).")
@@ -122,7 +131,7 @@ def main(argv=None) -> int:
         runs = [r for r in runs if r["metrics"]["env_steps"].size > 0]
         if not runs:
             raise PlotError("no run has any metrics.csv row yet; nothing to plot")
-        out = plot(group_runs(runs), Path(args.out), args.title)
+        out = plot(group_runs(runs), figure_path(args.out), args.title)
     except PlotError as e:
         return cli_error(PROG, e)
     except (OSError, ValueError) as e:  # e.g. an unwritable --out or an unknown figure format

@@ -91,9 +91,12 @@ def main(argv=None) -> int:
         text = markdown(table_rows(runs, args.target))
     except PlotError as e:
         return cli_error(PROG, str(e))
-    sys.stdout.write(text)
     if args.out:
-        Path(args.out).write_text(text)
+        try:
+            Path(args.out).write_text(text)
+        except OSError as e:
+            return cli_error(PROG, f"--out {args.out}: cannot write it: {e.strerror or e}")
+    sys.stdout.write(text)
     return 0
 
 

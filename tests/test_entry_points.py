@@ -67,10 +67,26 @@ BAD = [
     ("tape: {size: 10}\n", ["tape.size", "cannot hold one episode"]),
     ("segment: {length: 200000}\n", ["segment.length", "longer than the buffer"]),
     ("env: [1, 2\n", ["not valid YAML"]),
+    # hostile inputs: each once accepted, or a traceback
+    ("", ["experiment file is empty"]),
+    ("# only a comment\n\n", ["experiment file is empty"]),
+    ("x: " + "[" * 20000 + "]" * 20000 + "\n", ["nested"]),
+    ("model: {memory_kwargs: {hidden: 0}}\n", ["model.memory_kwargs.hidden", "> 0"]),
+    ("model: {memory_kwargs: {lam_max: 5}}\n", ["model.memory_kwargs.lam_max", "(0, 1]"]),
+    ("model: {memory_kwargs: {m_clamp: -1}}\n", ["model.memory_kwargs.m_clamp", "> 0"]),
+    ("model: {memory_kwargs: {hidden: 2.5}}\n", ["model.memory_kwargs.hidden", "integer"]),
+    ("segment: {length: 5000}\n", ["segment.length", "mostly padding"]),
+    ("env: {kwargs: {dt: 1000000}}\n", ["env.kwargs.dt", "no step"]),
+    ("env: {kwargs: {dt: 0.001}}\n", ["env.kwargs.dt", "episode.max_steps"]),
+    ("env: {backend: neurogym, kwargs: {dt: 1000000}}\n", ["env.kwargs", "IndexError"]),
+    ("eval: {num_envs: 10000000}\n", ["eval.num_envs", "GiB"]),
+    ("tape: {size: 100000000}\ntrain: {buffer_capacity: 100000000}\n", ["tape.size", "GiB"]),
+    ("env: {num_envs: 1000000}\n", ["train.buffer_capacity", "env.num_envs"]),
+    ("env: {num_envs: 1000000}\ntrain: {buffer_capacity: 20000000}\n", ["GiB"]),
 ]
 
 
-@pytest.mark.parametrize("text, needles", BAD)
+@pytest.mark.parametrize("text, needles", BAD, ids=[t[:30] for t, _ in BAD])
 def test_bad_config_is_one_line_and_exit_2(tmp_path, capsys, text, needles):
     status = cli_main([_write(tmp_path, text), "--out", str(tmp_path / "run")], "tape")
     err = capsys.readouterr().err.strip()
@@ -79,6 +95,36 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path, capsys, text, needles):
     for needle in needles:
         assert needle in err, err
     assert not (tmp_path / "run").exists()  # failed before any work
+
+
+def test_an_alias_bomb_is_refused_in_one_short_line(tmp_path, capsys):
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]"
+               for i in range(1, 9)]
+    text = "\n".join(levels) + "\nenv: {kwargs: {timing: {fixation: *a8}}}\n"
+    assert cli_main([_write(tmp_path, text), "--out", str(tmp_path / "run")], "tape") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err) < 300 and "more than" in err, err[:300]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("out", ["file/below", "x" * 300, "/proc/no-such-place/run"])
+def test_an_unusable_out_is_one_line(tmp_path, capsys, out, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file").write_text("a file, not a folder")
+    good = str(ROOT / "experiments" / "perceptual_decision_making" / "tape_mpn.yaml")
+    assert cli_main([good, "--out", out], "tape") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--out" in err and "Traceback" not in err, err
+
+
+def test_a_file_with_only_the_task_gets_the_tuned_agent(tmp_path):
+    cfg = config.load(_write(tmp_path, "env: {task: DelayMatchSample-v0}\n"))
+    tuned = config.load(ROOT / "experiments" / "delay_match_sample" / "tape_mpn.yaml")
+    for section in ("episode", "model", "train", "tape", "eval"):
+        for key, value in cfg[section].items():
+            if key not in ("max_steps", "target"):  # an episode bound per task; targets are per task
+                assert value == tuned[section][key], (section, key)
 
 
 def test_bad_override_and_missing_file(tmp_path, capsys):
