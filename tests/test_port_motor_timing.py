@@ -26,7 +26,7 @@ def test_no_noise():
 
 def test_trial_lengths():
     pt = pc.port_lengths(TASK, {}, n_batches=8)
-    ng = pc.ngym_lengths(TASK, {}, 1500)
+    ng = pc.ngym_lengths(TASK, {}, 800)
     assert pc.two_sample_chi2_p(pt, ng) > 1e-3
     # fixation 6 + cue (neurogym's uniform(1000, 3000) ms: 12..37 steps) + set 0 + production 20 or 37
     lengths = {6 + c + p for c in range(12, 38) for p in (20, 37)}
@@ -45,7 +45,7 @@ def random_performance(dt=80.0, margin=0.2):
 
 
 def test_closed_loop_and_task_table():
-    perf = pc.check_closed_loop(TASK, MAX_LEN)
+    perf = pc.check_closed_loop(TASK, MAX_LEN, n_ngym=400)  # long trials: 400 neurogym trials a policy
     meta = TASK_META[TASK]
     assert round(random_performance(), 3) == meta.random
     pc.check_table_figure(TASK, perf["random"], meta.random)

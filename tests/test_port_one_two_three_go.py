@@ -13,9 +13,11 @@ MAX_LEN = 78  # (1..9) + (6..18) + 1 + I + 1 + I + 1 + I + 12 steps, I in {7, 8,
 
 
 def test_noise_free_trials_and_step_semantics():
-    pc.check_trials(TASK, [({}, dict(interval1=i, fixation=f)) for i, f in ((7, 1), (10, 5), (12, 9))])
-    # neurogym's quirk: a forced interval changes the reward's target, not the periods
-    pc.check_trials(TASK, [(dict(interval=v), dict(interval1=10)) for v in (560.0, 800.0, 1200.0)])
+    # interval forced to interval1's duration (as sampled) or, neurogym's quirk, to another value:
+    # a forced interval changes the reward's target, not the periods
+    cases = [(dict(interval=80.0 * i), dict(interval1=i, fixation=f)) for i, f in ((7, 1), (10, 5), (12, 9))]
+    cases += [(dict(interval=v), dict(interval1=10)) for v in (560.0, 1200.0)]
+    pc.check_trials(TASK, cases)
     # options: other dt, timing, prod_margin and rewards
     pc.check_trials(TASK, [({}, dict(interval1=i)) for i in (10, 16)],
                     dict(dt=50, prod_margin=0.05, timing={"s1": 150, "s2": 50, "response": 400},
@@ -37,7 +39,7 @@ def test_no_noise():
 
 def test_trial_lengths():
     pt = pc.port_lengths(TASK, {}, n_batches=8)
-    ng = pc.ngym_lengths(TASK, {}, 1500)
+    ng = pc.ngym_lengths(TASK, {}, 800)
     assert pc.two_sample_chi2_p(pt, ng) > 1e-3
     lo, hi = 1 + 6 + 3 + 3 * 7 + 12, 9 + 18 + 3 + 3 * 12 + 12
     assert lo <= min(pt.min(), ng.min()) and max(pt.max(), ng.max()) <= hi == MAX_LEN
@@ -57,7 +59,7 @@ def random_performance(dt=80.0, margin=0.2, response=12):
 
 
 def test_closed_loop_and_task_table():
-    perf = pc.check_closed_loop(TASK, MAX_LEN)
+    perf = pc.check_closed_loop(TASK, MAX_LEN, n_ngym=400)  # long trials: 400 neurogym trials a policy
     meta = TASK_META[TASK]
     assert round(random_performance(), 3) == meta.random
     pc.check_table_figure(TASK, perf["random"], meta.random)

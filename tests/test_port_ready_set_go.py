@@ -32,7 +32,7 @@ def test_no_noise():
 def test_trial_lengths():
     _, params = make_jax_env(TASK)
     pt = pc.port_lengths(TASK, {}, n_batches=8)
-    ng = pc.ngym_lengths(TASK, {}, 1500)
+    ng = pc.ngym_lengths(TASK, {}, 800)
     assert pc.two_sample_chi2_p(pt, ng) > 1e-3
     # fixation 1 + measure M + set 1 + production 2 M, M in 10..18 (neurogym's uniform(800, 1500) ms)
     assert set(np.unique(pt)) == set(np.unique(ng)) == {2 + 3 * m for m in range(10, 19)}
@@ -52,7 +52,7 @@ def random_performance(dt=80.0, lo=800.0, hi=1500.0, margin=0.2):
 
 
 def test_closed_loop_and_task_table():
-    perf = pc.check_closed_loop(TASK, MAX_LEN)
+    perf = pc.check_closed_loop(TASK, MAX_LEN, n_ngym=500)  # long trials: 500 neurogym trials a policy
     meta = TASK_META[TASK]
     assert round(random_performance(), 3) == meta.random
     pc.check_table_figure(TASK, perf["random"], meta.random)

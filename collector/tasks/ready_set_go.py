@@ -9,7 +9,9 @@ the ready cue, not after it), set [F + M, F + M + S), production [F + M + S, + f
 The port's periods are fixation, measure, set, production; the ready cue is an overlay on the first
 R steps of `measure`. obs = [fixation, ready, set]: channel 0 is 1 everywhere but in `production`,
 channel 1 during ready, channel 2 during set. No noise (neurogym's task has no `sigma`).
-trial = {measure (ms, = M dt), gain, production = measure * gain (ms)}; `gain` may be forced.
+trial = {measure (ms, = M dt), gain, production = measure * gain (ms)}; `gain` may be forced (an
+int, as for the constructor: the port computes the production's steps as floor(2 M gain), which
+is neurogym's int((start + 2 measure gain) / dt) - start_ind for integer gains and integer dt).
 Ground truth: 1 at production step floor(production / dt), else 0.
 
 Rules (neurogym's _step): a non-zero action in `fixation` costs rewards["abort"] (no abort: the trial
