@@ -72,9 +72,6 @@ class AntiReach(TrialTask):
         return {"ground_truth": _pick(u[0], jnp.arange(self.dim_ring, dtype=_I32)),
                 "anti": params.extra["anti"].astype(_I32)}
 
-    def forced_value(self, key, value, like):
-        return jnp.asarray(value, like.dtype)  # anti: a bool or 0/1 -> int32
-
     def observations(self, trial, params, steps):
         r = self.dim_ring
         ring = params.extra["ring"][(trial["anti"] != 0).astype(_I32), trial["ground_truth"]]  # [R]
