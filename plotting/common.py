@@ -26,7 +26,7 @@ TASK_BASELINES = {t: (m.random, m.ceiling) for t, m in TASK_META.items() if m.ce
 
 # the columns a metrics.csv must have to be plotted (training.METRICS holds them all)
 REQUIRED_COLUMNS = ("env_steps", "wall_s", "eval_performance")
-SUMMARY_FIELDS = {"final_eval_performance": (int, float), "final_eval_trials": (int,), "env_steps": (int,)}  # read by the plots
+SUMMARY_FIELDS = {"final_eval_performance": (int, float)}  # what the tables read without a default
 RUN_FILES = ("config.yaml", "metrics.csv", "summary.json", "params.msgpack")
 
 

@@ -199,3 +199,26 @@ def test_parallel_scan_fallbacks_are_counted_in_metrics(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert int(rows[-1]["scan_fallbacks"]) > 0
+
+
+def test_hostile_environment_variables_are_warnings_not_tracebacks(monkeypatch, capsys):
+    import training
+
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/proc/no-such-place/xla")
+    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "soon")
+    training.enable_compile_cache()
+    err = capsys.readouterr().err
+    assert "compile cache" in err and "unusable" in err and "Traceback" not in err
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(ROOT / "README.md"))  # a file, not a folder
+    training.enable_compile_cache()
+    assert "unusable" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, needle", [(["--seeds", "0"], "--seeds"), (["--seeds", "100000"], "--seeds"),
+                                           (["--seed", "-3"], "seed")])
+def test_bad_seed_flags_are_one_line(tmp_path, capsys, flags, needle):
+    good = str(ROOT / "experiments" / "perceptual_decision_making" / "tape_mpn.yaml")
+    assert cli_main([good, "--out", str(tmp_path / "run"), *flags], "tape") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert not (tmp_path / "run").exists()

@@ -390,3 +390,25 @@ def test_results_table(tmp_path, capsys):
     assert tape["final"].startswith("0.500 [0.500, 0.500]")
     assert tape["program"] == "3 seeds vmapped" and seg["program"] == "1 seed per program"
     assert table.main([str(tmp_path / "nothing")]) == 2
+
+
+def test_table_and_compare_refuse_bad_outputs_and_summaries(tmp_path, capsys):
+    from plotting import compare, table
+
+    run = _fake_run(tmp_path / "runs" / "seed0", "tape", 0, 0.5)
+    (tmp_path / "afile").write_text("x")
+    assert table.main([str(run), "--out", str(tmp_path / "afile" / "t.md")]) == 2  # below a file
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--out" in err and "Traceback" not in err
+    summary = json.loads((run / "summary.json").read_text())
+    del summary["final_eval_performance"]
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert table.main([str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "final_eval_performance" in err
+    # compare --out without a suffix writes and names FIG.png; a folder is refused
+    good = _fake_run(tmp_path / "good" / "seed0", "tape", 0, 0.5)
+    assert compare.main([str(good), "--out", str(tmp_path / "fig")]) == 0
+    assert capsys.readouterr().out.strip() == str(tmp_path / "fig.png") and (tmp_path / "fig.png").is_file()
+    assert compare.main([str(good), "--out", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
