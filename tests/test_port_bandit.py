@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -45,20 +44,21 @@ def test_one_step_trials():
     assert set(np.unique(later)) == {0.0, 1.0} and abs(later.mean() - 0.5) < 4 * 0.5 / np.sqrt(later.size)
 
 
-def best_arm(obs, state, params, key, carry):
-    """The scripted policy: the arm most likely to pay."""
-    return jnp.argmax(state.trial["p"]).astype(jnp.int32), carry
-
-
 def test_arm_probabilities_in_closed_loop_and_task_table():
     p = (0.2, 0.9)
-    # random: mean(p) per trial; always-0: p[0]; best arm: max(p) (reward per trial vs neurogym)
-    perf = pc.check_closed_loop(TASK, 1, policy=best_arm, ngym_policy=lambda u, ob, rng: int(np.argmax(u.trial["p"])),
-                                env_kw=dict(p=p), n_ngym=1500)
-    for pid, want in ((1, p[0]), (2, p[1]), (0, np.mean(p))):
-        rows = pc.port_closed_loop(TASK, pid, 1, seed=pid, policy=best_arm, env_kw=dict(p=p))
-        assert abs(rows[:, 0].mean() - want) < 4 * np.sqrt(want * (1 - want) / len(rows)), (pid, want)
+    # random: mean(p) per trial; always arm 0: p[0] (reward per trial vs neurogym)
+    perf = pc.check_closed_loop(TASK, 1, policies=("random", "fixate"), env_kw=dict(p=p), n_ngym=1500)
     assert all(v[0] == 0 for v in perf.values())  # neurogym never sets performance
+    for pid, want in ((1, p[0]), (0, np.mean(p))):
+        rows = pc.port_closed_loop(TASK, pid, 1, seed=pid, env_kw=dict(p=p))
+        assert abs(rows[:, 0].mean() - want) < 4 * np.sqrt(want * (1 - want) / len(rows)), (pid, want)
+    # always arm 1 (a scripted action): p[1], port vs neurogym
+    _, out = pc.port_run(TASK, 3, seed=3, script=np.ones((pc.N_STEPS, pc.N_ENVS), np.int32), p=p)
+    u = pc.ngym(TASK, seed=3, p=p)
+    ngym = np.array([u.step(1)[1] for _ in range(1500)])
+    for x in (out["reward"].ravel(), ngym):
+        assert abs(x.mean() - p[1]) < 4 * np.sqrt(p[1] * (1 - p[1]) / x.size), x.mean()
+    assert abs(pc.z_of(out["reward"].ravel(), ngym)) < 4
     meta = TASK_META[TASK]
     pc.check_table_figure(TASK, pc.check_closed_loop(TASK, 1, policies=("random",), n_ngym=1500)["random"], meta.random)
     assert meta.random == 0.0 and meta.ceiling is None and meta.target is None

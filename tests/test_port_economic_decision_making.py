@@ -4,25 +4,23 @@ Neurogym's task builds no ground-truth array (its _step reports gt = 0) and labe
 with strings; a test-only wrapper of its _new_trial (below) takes the juice order as the port's
 number (0: ("a", "b"), 1: ("b", "a")) so that forced values can be batched, and gives the trial an
 all-zero `gt` array (what neurogym reports on every step) so that the generic step-by-step check
-runs. The scripted policy picks the more valuable offer in `decision`."""
+runs. The scripted policy (the port's gt_now) picks the more valuable offer in `decision`."""
 from __future__ import annotations
 
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from collector.jax_envs import TASK_META, make_jax_env, period_index
+from collector.jax_envs import TASK_META, make_jax_env
 from collector.ngym_compat import import_neurogym
-from collector.tasks.economic_decision_making import OFFERS, EconomicDecisionMaking
+from collector.tasks.economic_decision_making import OFFERS
 from tests import port_checks as pc
 
 TASK = "EconomicDecisionMaking-v0"
 MAX_LEN = 41  # 15 + (10..19) + 7 steps at the defaults
 ORDERS = {0: ("a", "b"), 1: ("b", "a")}
-ENV = EconomicDecisionMaking()
 
 
 @pytest.fixture(autouse=True)
@@ -40,12 +38,6 @@ def ngym_takes_numbers(monkeypatch):
         return trial
 
     monkeypatch.setattr(cls, "_new_trial", _new_trial)
-
-
-def scripted(obs, state, params, key, carry):
-    """The port's scripted policy: the more valuable offer in `decision`, else fixate."""
-    in_dec = period_index(state) == ENV.periods.index("decision")
-    return jnp.where(in_dec, ENV.best_choice(state.trial, params), 0), carry
 
 
 def ngym_scripted(u, ob, rng):
@@ -78,8 +70,8 @@ def test_juice_labels_and_values():
     assert int(trial["juice"]) == 1 and list(np.asarray(trial["offer"])) == [6, 1]
     # offer 1 = 6 units of B, offer 2 = 1 unit of A
     assert abs(float(r1) - 6 * 0.22 / 2.2) < 1e-6 and abs(float(r2) - 0.22) < 1e-6 and int(best) == 1
-    with pytest.raises(ValueError, match="juice"):
-        env.new_trial(jax.random.PRNGKey(0), params, juice=("a", "c"))
+    with pytest.raises(ValueError, match="juice"):  # traced only: nothing to compile
+        jax.eval_shape(lambda k: env.new_trial(k, params, juice=("a", "c")), jax.random.PRNGKey(0))
 
 
 def test_no_noise():
@@ -91,7 +83,8 @@ def test_trial_lengths():
 
 
 def test_closed_loop_and_task_table():
-    perf = pc.check_closed_loop(TASK, MAX_LEN, policy=scripted, ngym_policy=ngym_scripted, n_ngym=500)
+    # the port's oracle follows gt_now, the better offer in decision: the scripted policy
+    perf = pc.check_closed_loop(TASK, MAX_LEN, ngym_policy=ngym_scripted, n_ngym=500)
     meta = TASK_META[TASK]
     # random: the first non-zero action in the 7 decision steps picks either offer, and exactly one
     # offer is the better one: 0.5 * (1 - 3^-7)

@@ -43,10 +43,12 @@ def cases():
 
 def test_noise_free_trials_and_step_semantics():
     pc.check_trials(TASK, cases())
-    # options: rewards and dt (timing kinds as the defaults': no recompilation)
+    # options: rewards, dt and timing, of the same kinds and table sizes as the defaults' (no
+    # recompilation): the delay's 9 values halved give the same 7 distinct lengths at dt = 50
     pc.check_trials(TASK, cases()[::3], dict(dt=50, rewards={"fail": -1.0, "correct": 0.5, "abort": -0.3},
                                             timing={"rule_target": 300, "decision": 400,
-                                                    "fixation": ("truncated_exponential", (300, 200, 500))}))
+                                                    "fixation": ("truncated_exponential", (300, 200, 500)),
+                                                    "delay": (265, 305, 345, 385, 425, 465, 505, 545, 585)}))
 
 
 @functools.lru_cache(maxsize=None)

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from collector.jax_envs import TASK_META, make_jax_env, period_index
+from collector.jax_envs import TASK_META, make_jax_env
 from collector.tasks.probabilistic_reasoning import SHAPE_WEIGHT, ideal_choice
 from tests import port_checks as pc
 
@@ -80,27 +80,25 @@ def test_trial_lengths():
     pc.check_lengths(TASK, n_batches=2, n_ngym=300)
 
 
-def ideal(obs, state, params, key, carry):
-    """The ideal observer (the shapes are shown without noise): the likelier side in `decision`."""
-    return jnp.where(period_index(state) == 6, ideal_choice(state.trial), 0), carry
-
-
-def ngym_ideal(u, ob, rng):
-    return (2 if u.trial["log_odd"] > 0 else 1) if u.in_period("decision") else 0
-
-
 def test_closed_loop_and_task_table():
-    perf = pc.check_closed_loop(TASK, MAX_LEN, policy=ideal, ngym_policy=ngym_ideal, n_ngym=500)
+    perf = pc.check_closed_loop(TASK, MAX_LEN, n_ngym=500)
+    assert perf["oracle"][0] == 1.0 and perf["fixate"][0] == 0  # following the drawn ground truth
     meta = TASK_META[TASK]
     # random: the first non-zero action among the 5 decision steps is right half the time
     assert meta.random == round(0.5 * (1 - 3.0 ** -5), 3)
-    # ideal observer: E[max(p, 1 - p)] over the 10^4 equally likely shape draws
+    pc.check_table_figure(TASK, perf["random"], meta.random)
+    # the ideal observer (the shapes are shown without noise) chooses the likelier side: its
+    # performance is E[max(p, 1 - p)] over the 10^4 equally likely shape draws ...
     w = np.asarray(SHAPE_WEIGHT)[np.array(list(itertools.product(range(10), repeat=4)))].sum(1)
     p = 1 / (10.0 ** -w + 1)
     assert meta.ceiling == round(float(np.maximum(p, 1 - p).mean()), 3)
-    pc.check_table_figure(TASK, perf["random"], meta.random)
-    pc.check_table_figure(TASK, perf["oracle"], meta.ceiling)
-    assert perf["fixate"][0] == 0
+    # ... and on the port's own trials, how often that choice is the drawn ground truth
+    env, new_trials, _ = pc.runner(TASK)
+    _, params = make_jax_env(TASK)
+    keys = jax.random.split(jax.random.PRNGKey(11), 16 * pc.N_ENVS).reshape(16, pc.N_ENVS, -1)
+    hits = np.concatenate([np.asarray(ideal_choice(t) == env.gt_action(t))
+                           for t in (new_trials(k, params, {}, {}).trial for k in keys)])
+    pc.check_table_figure(TASK, (float(hits.mean()), hits.size), meta.ceiling)
 
 
 def test_unsupported_arguments_fail_naming_them():

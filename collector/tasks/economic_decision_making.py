@@ -21,7 +21,8 @@ Rules, as neurogym's _step (and its quirks):
   1 when that value is the larger one (the 9 offers never tie, so a scripted policy reaches 1.0);
 - a trial without a choice times out with reward 0 (no r_tmax) and performance 0;
 - info["gt"] is 0 on every step: neurogym's _step reports gt = 0 and the task builds no ground
-  truth (so `gt_now` is 0 here too, and `best_choice(trial, params)` names the better offer).
+  truth. `gt_now` (which neurogym's task lacks) names the better offer in `decision`, 0 elsewhere:
+  following it is the scripted policy.
 Keyword arguments: dt, rewards (abort, correct), timing.
 """
 from __future__ import annotations
@@ -98,7 +99,10 @@ class EconomicDecisionMaking(TrialTask):
         return trial, jnp.stack([fix, offer, jnp.zeros(7, _F32)])
 
     def gt_now(self, state: EnvState, params: EnvParams | None = None):
-        return jnp.zeros((), _I32)  # neurogym reports gt = 0 on every step
+        """The better offer's action in `decision`, else 0 (neurogym's task has no gt_now; what it
+        reports as info["gt"] is 0 on every step, and so does this port's step)."""
+        in_dec = period_index(state) == self.periods.index("decision")
+        return jnp.where(in_dec, self.best_choice(state.trial, params), 0).astype(_I32)
 
     def step(self, key, state: EnvState, action, params: EnvParams):
         # the abort rule spans two periods and the reward is the chosen offer's value: not the
