@@ -2,12 +2,15 @@
 
     python tape_dqn.py experiments/perceptual_decision_making/tape_mpn.yaml [--seed N] [--out DIR] [--set key.sub=value]
 """
+import signal
 import sys
 
 if __name__ == "__main__":
-    try:  # importing jax takes a few seconds: Ctrl-C then is one line, not a traceback
-        from training import cli_main
-    except KeyboardInterrupt:
-        print("tape_dqn.py: interrupted before the run started; nothing was written", file=sys.stderr)
-        sys.exit(130)
-    sys.exit(cli_main(sys.argv[1:], batching="tape"))
+    # From the first moment a signal is only noted: importing jax takes seconds, and a
+    # KeyboardInterrupt raised in there can be swallowed by a callback; cli_main acts on it.
+    pending = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: pending.append(signum))
+    from training import cli_main
+
+    sys.exit(cli_main(sys.argv[1:], batching="tape", pending=pending))

@@ -873,14 +873,21 @@ class Session:
     new: bool = True
 
 
-def cli_main(argv: list[str], batching: str) -> int:
+def cli_main(argv: list[str], batching: str, pending: list | None = None) -> int:
     """Command line of tape_dqn.py / segment_dqn.py. Returns the exit status.
 
-    SIGINT/SIGTERM are caught from the first moment: before training starts they stop the setup
-    (and remove the folder a new run made); during training the run checkpoints and stops."""
+    SIGINT/SIGTERM are caught from the first moment (`pending`: signals the script noted while it
+    imported): before training starts they stop the setup (and remove the folder a new run made);
+    during training the run checkpoints and stops."""
     prog = "tape_dqn.py" if batching == "tape" else "segment_dqn.py"
     stop = StopFlag()
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if pending:
+        stop.signum = pending[0]
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        print(f"{prog}: {signal.Signals(stop.signum).name} before the run started; nothing was written", file=sys.stderr)
+        return 128 + stop.signum
     session = None
     try:
         args = _parser(prog, batching).parse_args(argv)
@@ -893,8 +900,9 @@ def cli_main(argv: list[str], batching: str) -> int:
             if not args.config:
                 raise ConfigError("give an experiment YAML file (or --resume RUN_DIR)")
             session = _new_run(args, prog, batching)
-        if stop.signum is not None:
-            raise _interrupted(stop, 0, None)
+        if stop.signum is not None:  # during the set-up: _discard removes what a new run made
+            raise RunStopped(f"{signal.Signals(stop.signum).name} before training started; nothing was written",
+                             128 + stop.signum)
         print(f"{prog}: writing {session.top}/", file=sys.stderr)
         ckpt = Checkpointer(session.top, session.run_id, session.runs)
         summaries = train(session.cfg, batching, session.runs, not args.no_progress, session.seeds, ckpt,

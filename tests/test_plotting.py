@@ -154,7 +154,8 @@ def test_group_runs_splits_by_task_and_settings(tmp_path):
     groups = group_runs([load_run(d) for d in find_runs([tmp_path])])
     assert list(groups) == ["DelayMatchSample-v0", "PerceptualDecisionMaking-v0"]
     assert list(groups["DelayMatchSample-v0"]) == [TAPE]
-    assert sorted(groups["PerceptualDecisionMaking-v0"]) == [f"{TAPE}, lr=0.0003", f"{TAPE}, lr=0.001"]
+    default_lr = config.defaults()["train"]["lr"]  # the group at the schema's default learning rate
+    assert sorted(groups["PerceptualDecisionMaking-v0"]) == [f"{TAPE}, lr=0.0003", f"{TAPE}, lr={default_lr}"]
     assert all(len(g) == 2 for t in groups.values() for g in t.values())
 
 
