@@ -3,7 +3,7 @@
 Both buffers share one ring of *rows*. An episode of T transitions is stored as T + 1 rows:
 row t holds obs_t, the action taken on it and the reward that followed; the extra final row holds
 the episode's final observation and carries no action. Keeping that row lets the loss take the
-bootstrap for transition t from Q[t + 1] of the same forward pass (BATCHING.md), and it is the
+bootstrap for transition t from Q[t + 1] of the same forward pass (README, "How it works"), and it is the
 only extra cost. Capacity is counted in rows.
 
 Writes are contiguous, so the ring always overwrites its oldest row first; an episode is handed out

@@ -1,5 +1,5 @@
-"""Newton (DEER) solver for the exact MPN recurrence over a whole tape (shared/design/MPN.md,
-"Which parts are an associative scan", option 2).
+"""Newton (DEER) solver for the exact MPN recurrence over a whole tape (docs/mpn.md,
+"What is, and is not, an associative scan", item 2).
 
 The unknowns are all states M_0 .. M_{T-1} (M_t: the state after step t, [Nh, Nx]). One step is
 

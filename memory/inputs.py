@@ -1,6 +1,6 @@
 """Input preprocessing shared by the MPN variants (mpn, mpn_pre).
 
-Two options: a fixed random Xavier projection of the observation (MPN.md: the paper projects
+Two options: a fixed random Xavier projection of the observation (docs/mpn.md: the paper projects
 NeuroGym observations to d = 10), and a constant 1.0 appended to the observation before that
 projection (which makes the projection affine). The constant is what lets the modulation state be
 read out when the observation is all zeros, as in the decision period of the NeuroGym tasks:

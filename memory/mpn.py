@@ -1,7 +1,7 @@
 """The exact Multi-Plasticity Network (Aitken & Mihalas 2023), as a sequential scan or in
 parallel over the tape by Newton (DEER) iterations.
 
-See shared/design/MPN.md. The post-synaptic term of the Hebbian update is h_t, which depends
+See docs/mpn.md. The post-synaptic term of the Hebbian update is h_t, which depends
 on M_{t-1} through tanh, so the recurrence is not a monoid; a plain `jax.lax.scan` is exact
 (scan="sequential", the default). scan="parallel" solves the same recurrence with Newton steps
 that are linear associative scans (memory/deer.py), with a checked residual and a sequential

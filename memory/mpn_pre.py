@@ -2,7 +2,7 @@
 
 Every row of M is then equal, so the state is a vector m [Nx] and its recurrence
 m_t = λ m_{t-1} + (η/sqrt(Nh)) x_t is linear: an exact monoid, run with
-`jax.lax.associative_scan` in O(log T) depth (see shared/design/MPN.md).
+`jax.lax.associative_scan` in O(log T) depth (see docs/mpn.md).
 """
 
 import math

@@ -25,7 +25,7 @@ from tests.port_checks import FAST_COMPILE
 
 # the three ports this file checks (the later ones have tests/test_port_*.py)
 JAX_TASKS = PDM, DMS, CDM = ("PerceptualDecisionMaking-v0", "DelayMatchSample-v0", "ContextDecisionMaking-v0")
-# NEUROGYM.md's table (random-policy and ideal-observer performance at the defaults)
+# the task table's figures (random-policy and ideal-observer performance at the defaults)
 TABLE_PERF = {PDM: (0.337, 0.898), DMS: (0.495, 1.0), CDM: (0.332, 0.945)}
 POLICIES = ("random", "fixate", "ideal", "scripted")
 PORT_ENVS, PORT_TRIALS_PER_ENV = 256, 16  # 4096 trials per closed-loop run
@@ -488,7 +488,7 @@ def test_closed_loop_policies_match_neurogym(task):
         perf = pt[:, 1].mean()
         if policy == "fixate":
             assert perf == 0 and np.all(pt[:, 0] == 0) and np.all(ng[:, :2] == 0)
-        else:  # and NEUROGYM.md's table
+        else:  # and the task table's figures
             ref = TABLE_PERF[task][0 if policy == "random" else 1]
             tol = 4 * math.sqrt(max(ref * (1 - ref), 1e-4) / pt.shape[0]) + 0.01
             assert abs(perf - ref) < tol, (task, policy, perf, ref)

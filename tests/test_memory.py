@@ -1,7 +1,7 @@
 """Tests for memory/: reset semantics on tapes, acting path, exact references, constraints.
 
 Every scan/parallel path is compared against an independent sequential reference (per-episode
-runs, one-step acting, or a NumPy loop of the MPN.md equations), never against itself.
+runs, one-step acting, or a NumPy loop of the docs/mpn.md equations), never against itself.
 """
 
 import functools
@@ -120,7 +120,7 @@ def test_stepping_equals_tape(cfg, flags, seed, split):
     assert_trees_close(final, state)
 
 
-# 4. Against independent NumPy loops of the MPN.md equations.
+# 4. Against independent NumPy loops of the docs/mpn.md equations.
 def layer_inputs_np(params, x, input_bias):
     u = np.asarray(x, np.float64)
     if input_bias:  # the constant joins the observation before the (then affine) projection
