@@ -25,9 +25,9 @@ import io
 import json
 import os
 import signal
-import uuid
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -761,7 +761,7 @@ def _make_jax_env(make_jax_env, cfg):
     try:
         return make_jax_env(cfg["env"]["task"], **cfg["env"]["kwargs"])
     except (ValueError, TypeError) as e:
-        raise ConfigError(f"env.kwargs: {config_short(e)}") from None
+        raise ConfigError(f"env.kwargs: {_one_line(e)}") from None
 
 
 def _make_probe_env(task, task_kwargs):
@@ -770,15 +770,16 @@ def _make_probe_env(task, task_kwargs):
     try:
         env = make_env(task, **task_kwargs)
     except ValueError as e:
-        raise ConfigError(f"env: {config_short(e)}") from None
+        raise ConfigError(f"env: {_one_line(e)}") from None
     except Exception as e:  # neurogym validates little: a bad kwarg fails anywhere in its constructor
-        raise ConfigError(f"env.kwargs: {task} rejects them: {type(e).__name__}: {config_short(e)}") from None
+        raise ConfigError(f"env.kwargs: {task} rejects them: {type(e).__name__}: {_one_line(e)}") from None
     if not hasattr(env.action_space, "n"):
         raise ConfigError(f"env.task: {task} does not have discrete actions")
     return env
 
 
-def config_short(e: Exception) -> str:
+def _one_line(e: Exception) -> str:
+    """An exception's first line, cut short for a one-line error."""
     from config import short
 
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -799,7 +800,7 @@ def probe_env(cfg: dict, n_trials: int = 8) -> dict:
             states = jax.vmap(lambda k: env.reset(k, params)[1])(keys)
             steps = [min(int(x), cap) for x in np.asarray(jax.vmap(env.trial_length)(states))]
         except Exception as e:
-            raise ConfigError(f"env.kwargs: {task} fails with them: {type(e).__name__}: {config_short(e)}") from None
+            raise ConfigError(f"env.kwargs: {task} fails with them: {type(e).__name__}: {_one_line(e)}") from None
         return dict(obs_dim=env.obs_dim, num_actions=env.num_actions, trial_steps=steps, env=env, env_params=params)
     env = _make_probe_env(task, kw)
     steps = []
@@ -816,7 +817,7 @@ def probe_env(cfg: dict, n_trials: int = 8) -> dict:
         if len(steps) < n_trials + 1 and count >= cap:
             steps.append(count)
     except Exception as e:
-        raise ConfigError(f"env.kwargs: {task} fails with them: {type(e).__name__}: {config_short(e)}") from None
+        raise ConfigError(f"env.kwargs: {task} fails with them: {type(e).__name__}: {_one_line(e)}") from None
     obs_dim = int(np.prod(env.observation_space.shape))
     return dict(obs_dim=obs_dim, num_actions=int(env.action_space.n), trial_steps=[min(x, cap) for x in steps[1:] or steps])
 
@@ -827,7 +828,7 @@ def check_network(network, obs_dim: int) -> None:
     try:
         jax.eval_shape(network.init, jax.random.PRNGKey(0), jnp.zeros((1, obs_dim)), jnp.ones((1,), bool))
     except Exception as e:
-        raise ConfigError(f"model.memory_kwargs: the network cannot be built with them: {type(e).__name__}: {config_short(e)}") from None
+        raise ConfigError(f"model.memory_kwargs: the network cannot be built with them: {type(e).__name__}: {_one_line(e)}") from None
 
 
 # ---- command line --------------------------------------------------------------------------
@@ -1026,7 +1027,7 @@ def _read_run_file(top: Path) -> dict:
     except FileNotFoundError:
         raise ConfigError(f"--resume {top}: no {checkpoint.FILENAME} there (not a run folder of this program: no {RUN_FILE})") from None
     except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise ConfigError(f"--resume {top}: {RUN_FILE} is damaged ({config_short(e)})") from None
+        raise ConfigError(f"--resume {top}: {RUN_FILE} is damaged ({_one_line(e)})") from None
 
 
 def _reopen(top: Path, batching: str) -> Session:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from plotting import dynamics
+from conftest import background_run
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -33,15 +34,7 @@ TINY = [
 @pytest.fixture(scope="module", autouse=True)
 def _tiny_training(tmp_path_factory):
     """Start training the tiny run at the module's first test, alongside the tests that need no run."""
-    out = tmp_path_factory.mktemp("dyn") / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "tape_dqn.py", "experiments/delay_match_sample/tape_mpn.yaml", "--out", str(out), *TINY],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    yield out, proc
-    if proc.poll() is None:
-        proc.kill()
-    proc.communicate()
+    yield from background_run(tmp_path_factory, "dyn", "experiments/delay_match_sample/tape_mpn.yaml", TINY)
 
 
 @pytest.fixture(scope="module")

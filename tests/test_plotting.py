@@ -19,6 +19,7 @@ from plotting.common import (
     PlotError, bootstrap_ci, find_runs, group_label, group_runs, load_params, load_run, wilson_ci,
 )
 from training import METRICS
+from conftest import background_run
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -89,15 +90,7 @@ TINY = [
 def _tiny_training(tmp_path_factory):
     """Start training the tiny run at the module's first test, so that it runs alongside the
     tests that do not need it; killed at the end if nothing waited for it."""
-    out = tmp_path_factory.mktemp("psy") / "run"
-    proc = subprocess.Popen(
-        [sys.executable, "tape_dqn.py", "experiments/perceptual_decision_making/tape_mpn.yaml", "--out", str(out), *TINY],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    yield out, proc
-    if proc.poll() is None:
-        proc.kill()
-    proc.communicate()
+    yield from background_run(tmp_path_factory, "psy", "experiments/perceptual_decision_making/tape_mpn.yaml", TINY)
 
 
 @pytest.fixture(scope="module")
