@@ -26,6 +26,7 @@ class LossConfig:
     target_mode: str = struct.field(pytree_node=False, default="hard")  # "hard" | "polyak"
     target_period: int = struct.field(pytree_node=False, default=100)  # updates between hard copies
     target_tau: float = struct.field(pytree_node=False, default=0.005)  # Polyak rate
+    n_step: int = struct.field(pytree_node=False, default=1)  # transitions summed before bootstrapping
 
 
 @struct.dataclass
@@ -53,21 +54,40 @@ def create_train_state(network, params, tx, cfg: LossConfig) -> TrainState:
     )
 
 
-def td_huber(q, q_target, action, reward, bootstrap, mask, gamma, delta):
-    """Per-transition double-DQN Huber loss along one sequence of rows.
+def td_huber(q, q_target, action, reward, bootstrap, mask, gamma, delta, n_step=1):
+    """Per-transition double-DQN Huber loss along one sequence of rows, with n-step returns.
 
     q, q_target: [T, A] online and target Q-values of every row; action, reward, bootstrap, mask: [T].
-    Transition t (mask[t]) bootstraps from row t + 1: a* = argmax_a q[t+1], value q_target[t+1, a*].
+    Transition t (mask[t]) is followed for up to n_step transitions while they stay valid (the
+    episode's final-observation row, padding and the sequence's last row end it) and not terminal;
+    with j the transitions taken, target = sum_{k<j} gamma^k r[t+k] + gamma^j b V(t+j), where
+    V(s) = q_target[s, argmax_a q[s]] and b is 0 after a termination, else 1. n_step = 1 is the
+    one-step target r[t] + gamma b[t] V(t+1).
     Returns (loss [T], q_taken [T]), both zero where mask is False; the last row never has a loss."""
-    a_star = jnp.argmax(q[1:], axis=-1)
-    next_v = jnp.take_along_axis(q_target[1:], a_star[:, None], axis=-1)[:, 0]
-    target = reward[:-1] + gamma * bootstrap[:-1] * next_v
-    q_taken = jnp.take_along_axis(q[:-1], action[:-1, None], axis=-1)[:, 0]
+    T = q.shape[0]
+    a_star = jnp.argmax(q, axis=-1)
+    value = jnp.take_along_axis(q_target, a_star[:, None], axis=-1)[:, 0]  # V(s) of every row
+    m = mask.at[-1].set(False)  # the last row has no next row
+    pad = lambda x, fill: jnp.concatenate([x, jnp.full((n_step,), fill, x.dtype)])
+    m_p, r_p, b_p = pad(m, False), pad(reward, 0.0), pad(bootstrap, 0.0)
+    # k = 0: transition t itself
+    ret = reward
+    alive = bootstrap  # still bootstrapping (no termination so far)
+    disc = jnp.full((T,), gamma, q.dtype)  # gamma^j
+    end = jnp.arange(T) + 1  # row of the bootstrap value, t + j
+    go = jnp.ones((T,), bool)
+    for k in range(1, n_step):
+        go = go & (alive > 0) & m_p[k:k + T]  # transition t + k exists and follows on
+        ret = ret + jnp.where(go, disc * r_p[k:k + T], 0.0)
+        disc = jnp.where(go, disc * gamma, disc)
+        alive = jnp.where(go, b_p[k:k + T], alive)
+        end = jnp.where(go, end + 1, end)
+    end = jnp.minimum(end, T - 1)
+    target = ret + disc * alive * value[end]
+    q_taken = jnp.take_along_axis(q, action[:, None], axis=-1)[:, 0]
     err = q_taken - jax.lax.stop_gradient(target)
-    m = mask[:-1]
-    pad = jnp.zeros((1,), q.dtype)
     loss = jnp.where(m, optax.huber_loss(err, delta=delta), 0.0)
-    return jnp.concatenate([loss, pad]), jnp.concatenate([jnp.where(m, q_taken, 0.0), pad])
+    return loss, jnp.where(m, q_taken, 0.0)
 
 
 def _apply(network, params, x, start, state=None):
@@ -88,11 +108,11 @@ def tape_loss(params, target_params, network, tape: Tape, cfg: LossConfig):
     per_lane = td_huber
     if tape.obs.ndim == 3:  # lanes
         run = jax.vmap(run, in_axes=(None, 0, 0))
-        per_lane = jax.vmap(td_huber, in_axes=(0, 0, 0, 0, 0, 0, None, None))
+        per_lane = jax.vmap(td_huber, in_axes=(0, 0, 0, 0, 0, 0, None, None, None))
     q, _, fb = run(params, tape.obs, tape.reset)
     q_t, _, fb_t = run(target_params, tape.obs, tape.reset)
     loss, q_taken = per_lane(
-        q, q_t, tape.action, tape.reward, tape.bootstrap, tape.mask, cfg.gamma, cfg.huber_delta
+        q, q_t, tape.action, tape.reward, tape.bootstrap, tape.mask, cfg.gamma, cfg.huber_delta, cfg.n_step
     )
     n = jnp.maximum(tape.mask.sum(), 1)
     fallbacks = jnp.sum(fb) + jnp.sum(fb_t)
@@ -122,8 +142,9 @@ def segment_loss(params, target_params, network, seg: Segments, cfg: LossConfig)
     q, fb = jax.vmap(one, in_axes=(None, in_axes))(params, seg)
     q_t, fb_t = jax.vmap(one, in_axes=(None, in_axes))(target_params, seg)
     rows = lambda x: x[:, b:]
-    loss, q_taken = jax.vmap(td_huber, in_axes=(0, 0, 0, 0, 0, 0, None, None))(
-        q, q_t, rows(seg.action), rows(seg.reward), rows(seg.bootstrap), rows(seg.mask), cfg.gamma, cfg.huber_delta
+    loss, q_taken = jax.vmap(td_huber, in_axes=(0, 0, 0, 0, 0, 0, None, None, None))(
+        q, q_t, rows(seg.action), rows(seg.reward), rows(seg.bootstrap), rows(seg.mask), cfg.gamma, cfg.huber_delta,
+        cfg.n_step,
     )
     n = jnp.maximum(seg.mask.sum(), 1)
     return loss.sum() / n, dict(q_mean=q_taken.sum() / n, transitions=seg.mask.sum(), scan_fallbacks=fb.sum() + fb_t.sum())

@@ -5,6 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import buffer as buf
 from buffer import Episodes, Segments, Tape, TapeBuffer
@@ -125,3 +127,52 @@ def test_polyak_target_update():
     ts = ts.replace(target_params=TARGET)
     ts1, _ = update(ts, hand_tape())
     assert float(ts1.target_params["params"]["w"]) == pytest.approx(0.25 * 1.0 + 0.75 * 2.0)
+
+
+def test_two_step_return_by_hand():
+    # a0: 2-step target = 0.5 + 0.9 * 1.0 + 0.9^2 * V(a2), V(a2) = target Q of argmax online(a2) = 2 * 0.7
+    # a1: its next transition does not exist (a2 is the final row): one-step target as before
+    # b0: terminated: -0.3
+    cfg = LossConfig(gamma=0.9, huber_delta=1.0, n_step=2)
+    errs = [2.0 - (0.5 + 0.9 * 1.0 + 0.81 * 1.4), 3.0 - (1.0 + 0.9 * 1.4), 1.5 - (-0.3)]
+    loss, _ = tape_loss(ONLINE, TARGET, NET, hand_tape(), cfg)
+    assert float(loss) == pytest.approx(sum(huber(e) for e in errs) / 3, rel=1e-6)
+
+
+def _n_step_reference(q, qt, reward, bootstrap, mask, gamma, n):
+    """The n-step double-DQN target of every valid transition, one transition at a time."""
+    T = len(reward)
+    m = mask.copy()
+    m[-1] = False
+    targets = np.zeros(T)
+    for t in np.flatnonzero(m):
+        ret, disc, j = 0.0, 1.0, 0
+        while True:
+            ret += disc * reward[t + j]
+            disc *= gamma
+            alive = bootstrap[t + j]
+            j += 1
+            if j == n or alive == 0 or not m[t + j]:
+                break
+        s = t + j
+        targets[t] = ret + disc * alive * qt[s, np.argmax(q[s])]
+    return targets, m
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 24), st.integers(1, 6), st.integers(0, 2**31 - 1))
+def test_n_step_targets_match_a_sequential_reference(T, n, seed):
+    from losses import td_huber
+
+    rng = np.random.default_rng(seed)
+    q, qt = rng.normal(size=(T, 3)), rng.normal(size=(T, 3))
+    action = rng.integers(0, 3, T)
+    reward = rng.normal(size=T)
+    bootstrap = (rng.random(T) > 0.2).astype(float)
+    mask = rng.random(T) > 0.3
+    loss, _ = td_huber(jnp.array(q, jnp.float32), jnp.array(qt, jnp.float32), jnp.array(action),
+                       jnp.array(reward, jnp.float32), jnp.array(bootstrap, jnp.float32), jnp.array(mask),
+                       0.9, 1e9, n)  # a huge delta: the squared error shows the target exactly
+    targets, m = _n_step_reference(q, qt, reward, bootstrap, mask, 0.9, n)
+    err = q[np.arange(T), action] - targets
+    np.testing.assert_allclose(np.asarray(loss), np.where(m, 0.5 * err**2, 0.0), rtol=1e-4, atol=1e-4)
