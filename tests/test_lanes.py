@@ -173,8 +173,9 @@ def test_lean_scan_equals_the_plain_scan(flags, seed):
     p, x, start, m0 = mpn_problem(seed, flags)
     y, m = jax.jit(lean_mpn)(p, x, start, m0)
     y_ref, m_ref = jax.jit(plain_sequential, static_argnums=4)(p, x, start, m0, None)
-    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(m, m_ref, rtol=1e-5, atol=1e-6)
+    # float32 sums in a different order: seed 232950 differs by 2.6e-6 in M after T steps
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(m, m_ref, rtol=1e-5, atol=1e-5)
     (v, g), (v_ref, g_ref) = _lean(p, x, m0, start), _plain(p, x, m0, start)
     np.testing.assert_allclose(v, v_ref, rtol=1e-5, atol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g, g_ref)
