@@ -44,8 +44,17 @@ def _unit(v):
     return None if 0.0 <= v <= 1.0 else "must lie in [0, 1]"
 
 
+def _unit_open(v):
+    return None if 0.0 <= v < 1.0 else "must lie in [0, 1)"
+
+
 def _gamma(v):
     return None if 0.0 <= v < 1.0 else "must lie in [0, 1)"
+
+
+def _n_step(v):
+    # the loss unrolls n_step shifted copies of the batch: keep it to what a return can use
+    return None if 1 <= v <= 64 else "must lie in [1, 64]"
 
 
 def _layers(v):
@@ -83,7 +92,10 @@ SCHEMA: dict = {
         "learning_starts": Opt(2000, INT, "Env steps collected before the first update.", _nonneg),
         "buffer_capacity": Opt(50_000, INT, "Replay capacity in rows (transitions plus one final-observation row per episode).", _positive),
         "gamma": Opt(0.9, NUM, "Discount factor.", _gamma),
+        "n_step": Opt(1, INT, "Transitions of reward summed before bootstrapping (n-step returns, cut at episode ends).", _n_step),
         "lr": Opt(2e-3, NUM, "Adam learning rate.", _positive),
+        "lr_end": Opt(2e-4, (int, float, type(None)), "Learning rate reached at the last update, decaying linearly from lr; null: constant lr.", _positive),
+        "lr_decay_start": Opt(0.5, NUM, "Fraction of the run's updates at lr before the decay to lr_end begins.", _unit_open),
         "grad_clip": Opt(10.0, NUM, "Global gradient-norm clip.", _positive),
         "huber_delta": Opt(1.0, NUM, "Huber loss threshold.", _positive),
         "target_mode": Opt("hard", (str,), "Target network update: hard (copy every target_period updates) or polyak.", _one_of("hard", "polyak")),

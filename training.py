@@ -103,14 +103,27 @@ def make_sampler(cfg: dict, batching: str):
     )
 
 
+def learning_rate(cfg: dict):
+    """train.lr, or (train.lr_end set) train.lr held for the first train.lr_decay_start of the run's
+    updates, then a linear decay to train.lr_end at the last update."""
+    tr = cfg["train"]
+    if tr["lr_end"] is None:
+        return tr["lr"]
+    per_iter = tr["steps_per_iter"] * cfg["env"]["num_envs"]
+    iters = -(-max(tr["total_env_steps"] - tr["learning_starts"], 0) // per_iter)
+    total = max(1, iters * tr["updates_per_iter"])
+    hold = int(tr["lr_decay_start"] * total)
+    return optax.linear_schedule(tr["lr"], tr["lr_end"], max(1, total - hold), transition_begin=hold)
+
+
 def make_train_state(cfg: dict, network, obs_dim: int, key):
     """Fresh parameters, optimiser state and target network for one seed."""
     tr = cfg["train"]
     params = network.init(key, jnp.zeros((1, obs_dim)), jnp.ones((1,), bool))
-    tx = optax.chain(optax.clip_by_global_norm(tr["grad_clip"]), optax.adam(tr["lr"]))
+    tx = optax.chain(optax.clip_by_global_norm(tr["grad_clip"]), optax.adam(learning_rate(cfg)))
     loss_cfg = LossConfig(
         gamma=tr["gamma"], huber_delta=tr["huber_delta"], target_mode=tr["target_mode"],
-        target_period=tr["target_period"], target_tau=tr["target_tau"],
+        target_period=tr["target_period"], target_tau=tr["target_tau"], n_step=tr["n_step"],
     )
     return create_train_state(network, params, tx, loss_cfg)
 
