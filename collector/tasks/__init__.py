@@ -90,3 +90,47 @@ def make_jax_env(task: str, **kwargs):
         if kwargs.get(k) is not None and not isinstance(kwargs[k], dict):
             raise ValueError(f"{task}: {k} must be a dict, got {kwargs[k]!r}")
     return cls.make(**dict(kwargs))
+
+
+class Score(NamedTuple):
+    """How the task panel (benchmarks/panel.py) judges a task where neurogym's `performance` cannot
+    show what an agent learned: the metrics.csv column it reads, that column's random-policy and
+    ceiling values at the task's defaults (ceiling None: nothing to learn), and why."""
+
+    column: str  # "eval_performance" | "eval_reward_per_trial"
+    random: float
+    ceiling: float | None
+    why: str
+
+
+# Tasks NOT judged on neurogym's performance with TASK_META's figures (every other port is).
+# Random rewards: the uniformly random policy on the real neurogym env, 20,000 trials.
+SCORES = {
+    "GoNogo-v0": Score(
+        "eval_reward_per_trial", 0.239, 0.5,
+        "performance counts a correctly withheld no-go trial as 0, so 'always go' already scores the 0.5 "
+        "ceiling; reward per trial (go answered +1, no-go withheld 0, wrong go -0.5) tells them apart"),
+    "DelayPairedAssociation-v0": Score(
+        "eval_reward_per_trial", 0.008, 0.5,
+        "performance counts a correctly withheld no-go trial as 0, so 'always go' already scores the 0.5 "
+        "ceiling; reward per trial (go answered +1, no-go withheld 0, wrong go -1) tells them apart"),
+    "DelayMatchCategory-v0": Score(
+        "eval_performance", 0.499, None,
+        "unsolvable at its defaults: with dim_ring = 2 the ring shows cos(theta) and -cos(theta), the same "
+        "for theta and -theta, so the category (the sign of sin(theta)) is never observed; 0.5 is the ceiling"),
+    "ToneDetection-v0": Score(
+        "eval_reward_per_trial", 0.0, None,
+        "no reward rule: every step pays 0 and performance is always 0, so no policy is better than another"),
+    "Bandit-v0": Score(
+        "eval_reward_per_trial", 0.5, None,
+        "both arms pay 1 with probability 0.5 at the defaults (p = (0.5, 0.5)): every policy earns 0.5 per trial"),
+}
+
+
+def score_of(task: str) -> Score:
+    """The column, random value and ceiling the task panel judges `task` by (None ceiling where
+    neither an ideal observer nor a scripted policy is known, or where there is nothing to learn)."""
+    if task in SCORES:
+        return SCORES[task]
+    m = TASK_META[task]
+    return Score("eval_performance", m.random, m.ceiling, m.ceiling_by or "no known ceiling")
