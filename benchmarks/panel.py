@@ -193,13 +193,18 @@ def aggregates(rows: list[dict], reps: int = 2000) -> dict:
         if s is not None and not np.isnan(s).any():
             by.setdefault(r["setting"], {})[r["task"]] = s
     out = {}
+    common = set.intersection(*(set(v) for v in by.values())) if by else set()
     for setting, per_task in by.items():
-        tasks = sorted(per_task)
-        n = min(len(v) for v in per_task.values())
-        scores = {setting: np.stack([per_task[t][:n] for t in tasks], axis=1)}  # [seeds, tasks]
-        point, ci = rly.get_interval_estimates(scores, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps)
-        out[f"IQM {setting}"] = dict(value=float(point[setting][0]), ci=[float(c) for c in ci[setting][:, 0]],
-                                     tasks=len(tasks), seeds=n)
+        # over the setting's own tasks, and (where settings cover different tasks) over the common ones
+        for label, tasks in ((f"IQM {setting}", sorted(per_task)),
+                             (f"IQM {setting}, the {len(common)} tasks of every setting", sorted(common))):
+            if label in out or not tasks or (label != f"IQM {setting}" and len(common) == len(per_task)):
+                continue
+            n = min(len(per_task[t]) for t in tasks)
+            scores = {setting: np.stack([per_task[t][:n] for t in tasks], axis=1)}  # [seeds, tasks]
+            point, ci = rly.get_interval_estimates(scores, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps)
+            out[label] = dict(value=float(point[setting][0]), ci=[float(c) for c in ci[setting][:, 0]],
+                              tasks=len(tasks), seeds=n)
     for x, y in (("tape_mpn", "tape_gru"), ("tape_mpn", "segment_mpn")):
         if x not in by or y not in by:
             continue
@@ -230,6 +235,13 @@ def markdown(rows: list[dict], agg: dict) -> str:
     if notes:
         lines += ["", "Tasks not judged on neurogym's performance with an ideal observer or scripted policy:", ""]
         lines += [f"- {t}: {why}." for t, why in notes]
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        mine = [r for r in rows if r["setting"] == setting and r["target"] is not None]
+        reached, stable = sum(r["reached"] for r in mine), sum(r["stable"] for r in mine)
+        full = sum(r["reached"] == r["seeds"] for r in mine)
+        lines += ["", f"{setting}: {full} of {len(mine)} tasks with a ceiling reached the target with every seed; "
+                      f"{stable} of the {reached} seeds that reached it stayed within {STABLE_MARGIN} below it "
+                      f"at every later evaluation."]
     if agg:
         lines += ["", "| aggregate (rliable, ceiling-normalised final scores) | value [95% CI] | tasks | seeds |",
                   "|---|---|---|---|"]

@@ -75,6 +75,11 @@ def loss_and_grad(tape):
     return _loss_and_grad(*params(), tape)
 
 
+@jax.jit
+def _loss_3_step(online, target, tape):
+    return tape_loss(online, target, NET, tape, CFG.replace(n_step=3))[0]
+
+
 def episode_ids(tape) -> list:
     """The episodes on a tape, each as the obs of its first row, sorted. A first row is a valid row
     at a lane's start or after an invalid row or after an episode's final row (valid, no transition)."""
@@ -98,6 +103,7 @@ def test_lanes_hold_whole_episodes_and_give_the_one_lane_loss(lengths, seed):
     key = jax.random.PRNGKey(seed % 1000)
     one = sample(state, key, 1)
     (want, want_g) = loss_and_grad(one)
+    want_3 = float(_loss_3_step(*params(), one))
     assert int(one.valid.sum()) == sum(lengths)  # room for all: the one-lane tape has them all
     for lanes in (2, 4):
         tape = sample(state, key, lanes)
@@ -111,6 +117,8 @@ def test_lanes_hold_whole_episodes_and_give_the_one_lane_loss(lengths, seed):
         loss, grads = loss_and_grad(tape)
         np.testing.assert_allclose(float(loss), float(want), rtol=2e-5, atol=1e-6)
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6), grads, want_g)
+        # n-step returns never reach past an episode's final row, so lanes change nothing there either
+        np.testing.assert_allclose(float(_loss_3_step(*params(), tape)), want_3, rtol=2e-5, atol=1e-6)
         # laid end to end, the lanes are a valid one-lane tape with the same loss
         flat = jax.tree.map(lambda x: x.reshape((TAPE,) + x.shape[2:]), tape)
         np.testing.assert_allclose(float(loss_and_grad(flat)[0]), float(want), rtol=2e-5, atol=1e-6)
