@@ -103,6 +103,8 @@ def seed_figures(run: dict, column: str, target: float | None) -> dict:
     m, s = run["metrics"], run["summary"] or {}
     final_key = "final_" + column
     final = s.get(final_key, np.nan)
+    if isinstance(final, bool) or not isinstance(final, (int, float)):
+        raise PlotError(f"{run['path']}/summary.json: field '{final_key}' is not a number")
     out = dict(final=float(final), reach=None, stable=None)
     if target is None or column not in m:
         return out

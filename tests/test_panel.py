@@ -95,6 +95,15 @@ def test_a_refused_override_stops_the_panel(tmp_path):
     assert "train.lrr" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+def test_a_damaged_run_folder_is_one_line(tmp_path):
+    from pathlib import Path as P
+
+    bad = fake_run([0.1, 0.9], "oops")
+    bad["path"] = P("x")
+    with pytest.raises(panel.PlotError, match="not a number"):
+        panel.seed_figures(bad, "eval_performance", 0.8)
+
+
 def test_unwritable_out_and_empty_folder(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
