@@ -160,10 +160,11 @@ def _n_step_reference(q, qt, reward, bootstrap, mask, gamma, n):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.integers(2, 24), st.integers(1, 6), st.integers(0, 2**31 - 1))
-def test_n_step_targets_match_a_sequential_reference(T, n, seed):
+@given(st.integers(1, 6), st.integers(0, 2**31 - 1))
+def test_n_step_targets_match_a_sequential_reference(n, seed):
     from losses import td_huber
 
+    T = 20  # one length (one compile per n); the random masks give episodes of every length
     rng = np.random.default_rng(seed)
     q, qt = rng.normal(size=(T, 3)), rng.normal(size=(T, 3))
     action = rng.integers(0, 3, T)
