@@ -48,10 +48,6 @@ def _unit_open(v):
     return None if 0.0 <= v < 1.0 else "must lie in [0, 1)"
 
 
-def _gamma(v):
-    return None if 0.0 <= v < 1.0 else "must lie in [0, 1)"
-
-
 def _n_step(v):
     # the loss unrolls n_step shifted copies of the batch: keep it to what a return can use
     return None if 1 <= v <= 64 else "must lie in [1, 64]"
@@ -91,7 +87,7 @@ SCHEMA: dict = {
         "updates_per_iter": Opt(4, INT, "Gradient updates per iteration; with steps_per_iter and the batch size this sets the replay ratio.", _positive),
         "learning_starts": Opt(2000, INT, "Env steps collected before the first update.", _nonneg),
         "buffer_capacity": Opt(50_000, INT, "Replay capacity in rows (transitions plus one final-observation row per episode).", _positive),
-        "gamma": Opt(0.9, NUM, "Discount factor.", _gamma),
+        "gamma": Opt(0.9, NUM, "Discount factor.", _unit_open),
         "n_step": Opt(1, INT, "Transitions of reward summed before bootstrapping (n-step returns, cut at episode ends).", _n_step),
         "lr": Opt(2e-3, NUM, "Adam learning rate.", _positive),
         "lr_end": Opt(2e-4, (int, float, type(None)), "Learning rate reached at the last update, decaying linearly from lr; null: constant lr.", _positive),
