@@ -34,15 +34,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from memory import make_memory
+from memory import MEMORY_ORDER, make_memory, model_class
 
 INPUT_DIM = 10
 EPISODE = 100
-METHODS = {  # name -> (registry name, keywords)
-    'mpn_sequential': ('mpn', dict(scan='sequential')),
-    'mpn_parallel': ('mpn', dict(scan='parallel')),
-    'mpn_pre': ('mpn_pre', {}),
-}
+
+
+def methods() -> dict[str, tuple[str, dict]]:
+    """Method name -> (registry name, keywords), from the registry: every model that declares
+    `scan_modes` once per mode ("<name>_<mode>", e.g. mpn_sequential, mpn_parallel), and every
+    `associative` model once ("<name>", e.g. mpn_pre); a sequential-only model (gru) is left out."""
+    out = {}
+    for name in MEMORY_ORDER:
+        cls = model_class(name)
+        out.update({f'{name}_{mode}': (name, dict(scan=mode)) for mode in cls.scan_modes})
+        if cls.associative:
+            out[name] = (name, {})
+    return out
+
+
+METHODS = methods()
 FULL = dict(lengths=(1_000, 10_000, 100_000), hidden=(64, 128, 256))
 QUICK = dict(lengths=(1_000, 10_000), hidden=(64,))
 
@@ -175,7 +186,8 @@ def plot(records: list[dict], path: str) -> None:
                              if r['method'] == method and r['hidden'] == hidden
                              and r['kind'] == kind)
                 if pts:
-                    ax.plot(*zip(*pts), style, marker='o', color=colors[method],
+                    # a method with no colour of its own (a new model) takes the colour cycle's
+                    ax.plot(*zip(*pts), style, marker='o', color=colors.get(method),
                             label=f'{method} {kind}')
         ax.set_xscale('log')
         ax.set_yscale('log')

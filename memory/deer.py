@@ -33,10 +33,11 @@ cotangents are a single parallel VJP of F over all steps, evaluated at M*_{t-1} 
 This is exactly backpropagation through time at the fixed point (verified against the
 sequential `lax.scan` in tests/test_mpn_parallel.py). It is the gradient of a last Newton step
 taken with live parameters from the stopped-gradient M* (same numbers, checked numerically when
-this was written), but ~1.5x
-cheaper than differentiating through that step's associative scan; a last step of F alone,
-F(stop_gradient(M*_{t-1})), is NOT BPTT (it drops the dependence through M_{t-1}). Only reverse mode is defined (custom_vjp);
-`jax.jvp` / `jacfwd` through the parallel path is not supported.
+this was written), but cheaper than differentiating through that step's associative scan (one
+reverse scan and one VJP instead of the scan's own backward pass; docs/mpn.md, "Measured"); a
+last step of F alone, F(stop_gradient(M*_{t-1})), is NOT BPTT (it drops the dependence through
+M_{t-1}). Only reverse mode is defined (custom_vjp); `jax.jvp` / `jacfwd` through the parallel
+path is not supported.
 
 Cost: per Newton step O(T Nh Nx³) work and O(T Nh Nx²) memory (the dense J blocks) at
 O(log T) depth, against O(T Nh Nx) work at O(T) depth for the sequential scan.

@@ -4,6 +4,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from memory.base import Memory
+
 
 class _ResetGRUStep(nn.Module):
     """One GRU step whose carry is zeroed before reading x_t when the step starts an episode."""
@@ -17,10 +19,11 @@ class _ResetGRUStep(nn.Module):
         return h, y
 
 
-class GRU(nn.Module):
+class GRU(Memory):
     """GRU memory: y, h_T = GRU(hidden).apply(variables, x [T, D], start [T], state=None).
 
-    y [T, hidden] is the hidden state after each step; state h: [hidden].
+    y [T, hidden] is the hidden state after each step; state h: [hidden], the output itself
+    (state_name None). No parameter constraints (`project` is the identity) and nothing to log.
     """
     hidden: int = 64
 
@@ -40,8 +43,3 @@ class GRU(nn.Module):
         """Zero hidden state [hidden] (independent of the observation size)."""
         del input_dim
         return jnp.zeros((self.hidden,), jnp.float32)
-
-    @nn.nowrap
-    def project(self, variables: dict) -> dict:
-        """No parameter constraints: returns variables unchanged."""
-        return variables

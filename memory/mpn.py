@@ -5,16 +5,19 @@ See docs/mpn.md. The post-synaptic term of the Hebbian update is h_t, which depe
 on M_{t-1} through tanh, so the recurrence is not a monoid; a plain `jax.lax.scan` is exact
 (scan="sequential", the default). scan="parallel" solves the same recurrence with Newton steps
 that are linear associative scans (memory/deer.py), with a checked residual and a sequential
-fallback; scan="auto" picks per backend and tape length.
+fallback; scan="auto" picks per backend and tape length. Measured times of both paths are in
+docs/mpn.md ("Measured").
 """
 
 import math
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from flax import traverse_util
 
+from memory.base import Memory
 from memory.deer import mpn_step, parallel_mpn
 from memory.lean import lean_mpn
 from memory.inputs import layer_input_dim, layer_inputs
@@ -56,8 +59,8 @@ def project_lam(variables: dict, lam_max: float) -> dict:
 
 
 # `scan="auto"`: the shortest tape for which the parallel (Newton/DEER) path is chosen, per
-# jax.default_backend(); None: never. CPU: measured (see the MPN docstring) - the sequential scan
-# wins at every length, so never. GPU: 2048 is an ESTIMATE, NOT A MEASUREMENT (no GPU was
+# jax.default_backend(); None: never. CPU: measured (docs/mpn.md, "Measured") - the sequential
+# scan wins at every length, so never. GPU: 2048 is an ESTIMATE, NOT A MEASUREMENT (no GPU was
 # available when this was written): a sequential scan step on a GPU costs a few kernel launches
 # plus a while-loop predicate sync (~10-30 us), i.e. ~0.1-0.3 s per pass at T = 1e4, while a
 # Newton step is ~2 log2(T) levels of small batched kernels (launch-bound, ~1 ms) and 2-4 of
@@ -103,7 +106,7 @@ def plain_sequential(params, x: jax.Array, start: jax.Array, m0: jax.Array, m_cl
     return y, m_final
 
 
-class MPN(nn.Module):
+class MPN(Memory):
     """Exact MPN layer: y, M_T = MPN(...).apply(variables, x [T, D], start [T], state=None).
 
     Per step: M = where(start, 0, M); h = tanh(b + (W ⊙ (1 + M)) x); M = λM + η h xᵀ
@@ -130,27 +133,14 @@ class MPN(nn.Module):
         Newton steps stop early once r <= tol (after one extra polishing step unless
         r <= tol / 100), so a generous `newton_iters` costs nothing when it converges. Each
         step makes at least one more step of every episode exact, so newton_iters >= the
-        longest episode always converges (up to rounding); in practice (Nx = 10, lam = 0.95,
-        random inputs) 2-3 steps for |eta| <= 0.3, ~5 for |eta| = 1, 10-20 for |eta| = 3 or
-        with a binding m_clamp. Memory: ~5 copies of the dense Jacobian blocks,
-        ~20 T Nh Nx² bytes in float32 (12 GB at T = 1e5, Nh = 64, Nx = 10).
+        longest episode always converges (up to rounding); how many steps are used in practice
+        (more for larger |eta| or a binding m_clamp) is in docs/mpn.md ("Measured"). Memory:
+        ~5 copies of the dense Jacobian blocks, ~20 T Nh Nx² bytes in float32.
       - "auto": "parallel" when T >= AUTO_PARALLEL_MIN_LENGTH[jax.default_backend()], else
         "sequential" (decided at trace time from the static tape length): always sequential on
-        CPU; on GPU parallel from T = 2048 (an estimate, NOT measured: no GPU was available).
-        CPU measurements, `python -m benchmarks.scan` (2-core CPU shared with other jobs,
-        jax 0.10.2, Nx = 10, an episode start every 100 steps, eta = 0.1, lam = 0.95; 2-3 Newton
-        steps used, never a fallback), time per call, forward + backward / forward only:
-            Nh   T      sequential         parallel           parallel / sequential
-            64   1e3    11.7 ms / 1.1 ms   238 ms / 152 ms    20x / 140x
-            64   1e4    174 ms / 15 ms     2.5 s / 1.9 s      14x / 130x
-            64   1e5    1.7 s / 150 ms     25.6 s / 16.8 s    15x / 110x
-            128  1e3    14 ms / 1.7 ms     469 ms / 381 ms    34x / 220x
-            128  1e4    308 ms / 28 ms     5.0 s / 3.9 s      16x / 140x
-            256  1e3    44 ms / 3.6 ms     602 ms / 447 ms    14x / 120x
-            256  1e4    515 ms / 41 ms     6.4 s / 4.2 s      12x / 100x
-        (parallel at T = 1e5 with Nh >= 128 was not run: ~24-48 GB of Jacobian blocks.) The
-        parallel path never overtakes on CPU: it does O(Nx²) more work per step, and a CPU
-        gains nothing from O(log T) depth. Compilation of the parallel path takes ~5-15 s on CPU.
+        CPU, where the parallel path never overtakes (it does O(Nx²) more work per step, and a
+        CPU gains nothing from O(log T) depth; docs/mpn.md, "Measured"); on GPU parallel from
+        T = 2048 (an estimate, NOT measured: no GPU was available).
 
     Observability of the parallel path (nothing is sown in sequential mode, nor by "auto" when
     it picks sequential): each call sows into the 'intermediates' collection
@@ -158,14 +148,19 @@ class MPN(nn.Module):
         'mpn_residual'     float []  the relative residual r after the Newton steps
         'mpn_newton_iters' int32 []  the Newton steps used (early exit once r <= tol)
     (each a tuple with one entry per call; under vmap each entry has the batch axis). Sowing is
-    a no-op unless 'intermediates' is mutable. A training loop reads them with `parallel_stats`:
+    a no-op unless 'intermediates' is mutable. The training loss logs the fallback count through
+    the contract's hook (`diagnostics`: {'scan_fallbacks'}, via QNetwork.diagnostics); the full
+    summary is `parallel_stats`:
         (q, state), inter = net.apply(variables, x, start, mutable=['intermediates'])
         stats = parallel_stats(inter)  # {'calls', 'fallbacks', 'max_residual', 'max_newton_iters'}
     (jittable; works at any nesting, e.g. inside a QNetwork the keys sit under
-    inter['intermediates']['memory']). Log `fallbacks` and `max_residual` per update: a
-    persistent fallback means each call costs the Newton steps AND the sequential scan, so raise
-    newton_iters or use scan="sequential".
+    inter['intermediates']['memory']). A persistent fallback means each call costs the Newton
+    steps AND the sequential scan, so raise newton_iters or use scan="sequential".
     """
+    state_name: ClassVar[str | None] = 'M'
+    plastic: ClassVar[bool] = True
+    scan_modes: ClassVar[tuple[str, ...]] = ('sequential', 'parallel')  # 'auto' picks one of them
+
     hidden: int = 100
     eta_init: float | None = 0.1  # None: U(-sqrt6, sqrt6) as the authors
     lam_max: float = 0.95
@@ -228,3 +223,9 @@ class MPN(nn.Module):
     def project(self, variables: dict) -> dict:
         """Apply the parameter constraint (λ into [0, lam_max]) to `module.init` output."""
         return project_lam(variables, self.lam_max)
+
+    @nn.nowrap
+    def diagnostics(self, intermediates) -> dict[str, jax.Array]:
+        """{'scan_fallbacks': int32 []}: how many parallel solves fell back to the sequential
+        scan (`parallel_stats`' fallbacks; 0 when nothing was sown, e.g. scan="sequential")."""
+        return {'scan_fallbacks': parallel_stats(intermediates)['fallbacks']}

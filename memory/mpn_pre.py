@@ -6,22 +6,27 @@ m_t = λ m_{t-1} + (η/sqrt(Nh)) x_t is linear: an exact monoid, run with
 """
 
 import math
+from typing import ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from memory.base import Memory
 from memory.inputs import layer_input_dim, layer_inputs
 from memory.mpn import plastic_params, project_lam
 from memory.scan import reset_linear_scan
 
 
-class MPNPre(nn.Module):
+class MPNPre(Memory):
     """MPNpre layer: y, m_T = MPNPre(...).apply(variables, x [T, D], start [T], state=None).
 
     h_t = tanh(b + W ((1 + m_{t-1}) ⊙ x_t)); m_t = λ m_{t-1} + (η/sqrt(Nh)) x_t;
     m_{t-1} := 0 wherever start[t] is set; y = h. State m: [Nx].
     """
+    state_name: ClassVar[str | None] = 'm'
+    plastic: ClassVar[bool] = True
+    associative: ClassVar[bool] = True  # one resettable associative scan, O(log T) depth
     hidden: int = 100
     eta_init: float | None = 0.1  # None: U(-sqrt6, sqrt6) as the authors
     lam_max: float = 0.95

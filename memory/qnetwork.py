@@ -5,6 +5,8 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 
+from memory.base import Memory
+
 
 class QNetwork(nn.Module):
     """q, state = QNetwork(memory, num_actions).apply(variables, x [T, D], start [T], state=None).
@@ -12,7 +14,7 @@ class QNetwork(nn.Module):
     The memory output [T, H] goes through relu Dense layers of sizes `head`, then a linear
     layer to q [T, num_actions]. Params: {'memory': ..., 'head_0': ..., 'head_out': ...}.
     """
-    memory: nn.Module
+    memory: Memory
     num_actions: int
     head: Sequence[int] = (64,)
 
@@ -39,3 +41,11 @@ class QNetwork(nn.Module):
         sub = self.memory.project(sub)
         return {col: ({**tree, 'memory': sub[col]} if col in sub else tree)
                 for col, tree in variables.items()}
+
+    @nn.nowrap
+    def diagnostics(self, intermediates) -> dict[str, jax.Array]:
+        """The memory's `diagnostics` of what it sowed, from apply(..., mutable=['intermediates'])
+        (the returned dict or its 'intermediates' entry, vmap batch axes allowed); the head sows
+        nothing. Returns {metric name: jnp scalar}. Jittable."""
+        tree = intermediates.get('intermediates', intermediates)
+        return self.memory.diagnostics(tree.get('memory', {}))

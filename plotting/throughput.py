@@ -20,8 +20,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from memory import MEMORY_ORDER  # the registry's display order of the memory models (no JAX)
+
 PROG = "python -m plotting.throughput"
-MEMORY_ORDER = ("mpn", "mpn_pre", "gru")
 SEG_COLORS = {10: "tab:blue", 50: "tab:orange", 100: "tab:green"}
 BACKEND_COLORS = {"jax": "tab:blue", "neurogym": "tab:orange"}
 POLICY_ORDER = {"random_nonet": 0, "random": 1, "greedy": 2}
