@@ -2,9 +2,8 @@
 
 N envs run in lockstep; one jitted policy step per vector step carries every env's memory state
 and explores with our own PRNG (neurogym's reset() samples from an action space seeded at 0 in
-every env, so we never rely on it). NeuroGym tasks never end by themselves: an RL episode is cut
-after `trials` finished trials or `max_steps` steps, whichever comes first, and the cut is a
-truncation. With `reset_on_trial` the memory also resets at every trial boundary.
+every env, so we never rely on it). Episodes are cut from the endless stream of trials by the
+episode rule of collector/episode.py.
 """
 from __future__ import annotations
 
@@ -15,22 +14,9 @@ import jax
 import numpy as np
 
 from buffer import Episodes
+from collector.episode import EpisodeSpec, advance
 from collector.ngym_compat import make_env
 from collector.policy import batched_initial_state, policy_step
-
-
-@dataclass(frozen=True)
-class EpisodeSpec:
-    """How an RL episode is cut from the endless stream of trials."""
-
-    trials: int | None = 5  # end the episode after this many finished trials (None: steps only)
-    max_steps: int = 500  # and after at most this many steps
-    reset_on_trial: bool = True  # reset the memory at every trial boundary too
-
-    @property
-    def max_rows(self) -> int:
-        """Rows an episode can take in a buffer: its transitions plus its final observation."""
-        return self.max_steps + 1
 
 
 def env_seeds(seed: int, stream: int, n: int) -> list[int]:
@@ -238,7 +224,6 @@ class HostCollector:
                 trial_perf[j] = float(info.get("performance", 0.0)) if new_trial[j] else 0.0
             if record:
                 self.rec_reward[ar, self.pos] = rew
-            self.pos += 1
             self.trial_reward += rew
             self.trial_steps += 1
             for j in np.flatnonzero(new_trial):
@@ -249,27 +234,20 @@ class HostCollector:
                 self.first_trial[j] = False
             self.trial_reward[new_trial] = 0.0
             self.trial_steps[new_trial] = 0
-            self.ep_trials += new_trial
-            next_start = new_trial & self.spec.reset_on_trial
-            ended = self.pos >= self.spec.max_steps
-            if self.spec.trials is not None:
-                ended |= self.ep_trials >= self.spec.trials
-            for j in np.flatnonzero(ended):
-                if record:
-                    done_eps.append(self._finish(j, next_obs[j], next_start[j], new_state))
-                self.pos[j] = 0
-                self.ep_trials[j] = 0
-            next_start = next_start | ended
+            cut = advance(self.spec, self.pos, self.ep_trials, new_trial)
+            if record:
+                for j in np.flatnonzero(cut.ended):
+                    done_eps.append(self._finish(j, int(cut.steps[j]), next_obs[j], cut.trial_start[j], new_state))
+            self.pos, self.ep_trials = cut.pos, cut.ep_trials
             self.obs = next_obs
-            self.start = next_start
+            self.start = cut.start
             self.state = new_state
         self.env_steps += num_steps * n
         stats = TrialStats(np.asarray(perf, np.float64), np.asarray(trew, np.float64), np.asarray(tsteps, np.int64))
         return (_stack(done_eps, self.spec.max_rows) if done_eps else None), stats
 
-    def _finish(self, j, final_obs, final_reset, state_after):
-        """Close env j's episode: append its final observation as a row without an action."""
-        t = int(self.pos[j])
+    def _finish(self, j, t, final_obs, final_reset, state_after):
+        """Close env j's episode: append its final observation as row t, a row without an action."""
         self.rec_obs[j, t] = final_obs
         self.rec_action[j, t] = 0
         self.rec_reward[j, t] = 0.0

@@ -2,52 +2,24 @@
 time, with the run's episode rules: shared by the analysis commands (plotting.psychometric,
 plotting.dynamics), which log different things from the same steps.
 
-The episode rules are those of the collectors (collector/host.py, collector/jax_collector.py): an
-RL episode ends after `spec.trials` finished trials or `spec.max_steps` steps, the memory resets at
-every episode start and, with `spec.reset_on_trial`, at every trial start. `advance_episode` holds
-them once for this package, for JAX and NumPy arrays alike (plotting.dynamics also steps the real
-neurogym envs in Python).
+The network step (collector.policy.network_step) and the episode rule (collector.episode.advance)
+are the collectors' own; only the choice differs: always greedy, no exploration.
 """
 from __future__ import annotations
-
-import numpy as np
-
-
-def advance_episode(spec, pos, ep_trials, new_trial, xp=np):
-    """One step of the episode rules for a vector of envs: pos [E] (steps taken in the current
-    episode before this step), ep_trials [E] (trials finished in it), new_trial [E] bool (this step
-    ended a trial). Returns (start [E] bool: the next observation starts a memory episode, pos,
-    ep_trials) for the next step. `xp` is numpy or jax.numpy."""
-    pos = pos + 1
-    ep_trials = ep_trials + new_trial
-    ended = pos >= spec.max_steps
-    if spec.trials is not None:
-        ended = ended | (ep_trials >= spec.trials)
-    start = (new_trial & spec.reset_on_trial) | ended
-    return start, xp.where(ended, 0, pos), xp.where(ended, 0, ep_trials)
 
 
 def greedy_actor(network, params, hidden: bool = False):
     """act(mem [E, ...], obs [E, D], start [E]) -> dict(action [E] int32, q [E, A], mem (the state
-    after the step) and, with `hidden`, h [E, H]: the memory module's output at this step, read with
-    flax's capture_intermediates from the QNetwork's `memory` submodule, so the memory modules need
-    no hook). Greedy: argmax of q. Without `hidden`, any object with QNetwork's `apply` will do."""
-    import jax
+    after the step) and, with `hidden`, h [E, H]: the memory module's output at this step, see
+    collector.policy.network_step). Greedy: argmax of q. Without `hidden`, any object with
+    QNetwork's `apply` will do."""
     import jax.numpy as jnp
 
-    def one(s, o, st):
-        if not hidden:
-            q, s_new = network.apply(params, o[None], st[None], s)
-            return q[0], s_new, None
-        (q, s_new), inter = network.apply(
-            params, o[None], st[None], s, mutable=["intermediates"],
-            capture_intermediates=lambda mdl, method: mdl.name == "memory" and method == "__call__")
-        y, _ = inter["intermediates"]["memory"]["__call__"][0]
-        return q[0], s_new, y[0]
+    from collector.policy import greedy, network_step
 
     def act(mem, obs, start):
-        q, mem_new, h = jax.vmap(one)(mem, obs, start)
-        out = dict(action=jnp.argmax(q, -1).astype(jnp.int32), q=q, mem=mem_new)
+        q, mem_new, h = network_step(network, params, mem, obs, start, hidden)
+        out = dict(action=greedy(q).astype(jnp.int32), q=q, mem=mem_new)
         if hidden:
             out["h"] = h
         return out
@@ -83,6 +55,7 @@ def greedy_step(env, env_params, network, spec, params, hidden: bool = False):
     import jax
     import jax.numpy as jnp
 
+    from collector.episode import advance
     from collector.jax_envs import period_index
 
     act = greedy_actor(network, params, hidden)
@@ -94,14 +67,14 @@ def greedy_step(env, env_params, network, spec, params, hidden: bool = False):
         obs, env_state, _, _, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
             jax.random.split(k, n_of(c)), c["env_state"], out["action"], env_params)
         new_trial = info["new_trial"].astype(bool)
-        start, pos, ep_trials = advance_episode(spec, c["pos"], c["ep_trials"], new_trial, jnp)
+        cut = advance(spec, c["pos"], c["ep_trials"], new_trial, jnp)
         rec = dict(
             obs=c["obs"], start=c["start"], period=period, trial=info["trial_params"], gt=info["gt"],
             trial_step=info["trial_step"], new_trial=new_trial, counted=new_trial & ~c["first_trial"],
             performance=info["performance"].astype(jnp.float32), **out,
         )
-        c = dict(env_state=env_state, obs=obs.astype(jnp.float32), start=start, mem=out["mem"], pos=pos,
-                 ep_trials=ep_trials, first_trial=c["first_trial"] & ~new_trial)
+        c = dict(env_state=env_state, obs=obs.astype(jnp.float32), start=cut.start, mem=out["mem"], pos=cut.pos,
+                 ep_trials=cut.ep_trials, first_trial=c["first_trial"] & ~new_trial)
         return c, rec
 
     return step
