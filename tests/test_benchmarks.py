@@ -36,12 +36,18 @@ def test_expected_segment_overhead_matches_hand_count():
 
 
 def test_measured_padding_overhead_of_sampled_batches():
+    import functools
+
     import jax
 
-    from buffer import SegmentBuffer, TapeBuffer
+    from buffer import make_segment_buffer, make_tape_buffer
 
     key = jax.random.PRNGKey(3)
-    seg_sample = jax.jit(SegmentBuffer.sample, static_argnames=("batch_size", "length", "burn_in"))
+
+    @functools.partial(jax.jit, static_argnames=("batch_size", "length", "burn_in"))
+    def seg_sample(state, key, batch_size, length, burn_in=0):
+        return make_segment_buffer(*state.obs.shape, batch_size, length, burn_in=burn_in).sample(state, key)
+
     # every episode has 5 transitions, L = 8: each window holds exactly 5 valid transitions
     short = tp.build_buffer(tp.synthetic_episodes([5, 5, 5]))
     seg = seg_sample(short, key, batch_size=16, length=8)
@@ -53,7 +59,7 @@ def test_measured_padding_overhead_of_sampled_batches():
     # both episodes (21 + 14 rows) fit in a 64-row tape: 33 valid transitions, 31 rows of
     # padding (two final rows, 29 rows after the last episode)
     mixed = tp.build_buffer(tp.synthetic_episodes([20, 13]))
-    tape = jax.jit(TapeBuffer.sample, static_argnames="tape_size")(mixed, key, tape_size=64)
+    tape = jax.jit(make_tape_buffer(*mixed.obs.shape, tape_size=64).sample)(mixed, key)
     assert tp.padding_overhead(tape) == (33, 64, pytest.approx(31 / 64))
     assert tp.padding_rows(tape) == dict(final=2, empty=29)
     # many draws: the measured overhead approaches the exact expectation

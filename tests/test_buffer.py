@@ -1,4 +1,5 @@
-"""Tests for buffer.py: TapeBuffer / SegmentBuffer against a plain-Python reference ring.
+"""Tests for buffer.py: the tape and segment buffers (make_tape_buffer / make_segment_buffer) against
+a plain-Python reference ring, and the factories' size validation.
 
 Every stored row is identifiable: obs = (episode id, row offset), action / reward / stored state are
 derived from (id, offset), reset flags are drawn at random (forced on row 0). The reference model
@@ -18,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 
 import buffer
-from buffer import Episodes, SegmentBuffer, TapeBuffer
+from buffer import Episodes, _sample_segments, _sample_tape, make_segment_buffer, make_tape_buffer
 
 C = 32  # ring capacity (rows)
 D = 2  # obs_dim
@@ -33,7 +34,13 @@ STATE_EXAMPLE = {'m': jnp.zeros((2,), jnp.float32)}
 # ----------------------------------------------------------------------------- jitted entry points
 # Fixed static shapes, so each is compiled once per session and hypothesis only varies the data.
 
-_add = jax.jit(buffer.add)
+def ring(capacity, state_example=None):
+    """A buffer of `capacity` rows for the tests that only fill the ring (add does not depend on
+    the sampling sizes)."""
+    return make_tape_buffer(capacity, D, N_TAPE, state_example=state_example)
+
+
+_add = jax.jit(ring(C).add)
 
 
 def bare(state):
@@ -55,10 +62,14 @@ def check_bookkeeping(state, ref):
 
 @functools.partial(jax.jit, static_argnums=(2, 3))
 def _tapes(state, keys, tape_size, max_episodes=None):
-    return jax.vmap(lambda k: TapeBuffer.sample(state, k, tape_size, max_episodes))(keys)
+    sample = make_tape_buffer(state.obs.shape[0], D, tape_size, max_episodes=max_episodes).sample
+    return jax.vmap(lambda k: sample(state, k))(keys)
 
 
-_segment_sample = jax.jit(SegmentBuffer.sample, static_argnums=(2, 3, 4, 5, 6))
+@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5, 6))
+def _segment_sample(state, key, batch_size, length, burn_in, stride, stored_state):
+    return make_segment_buffer(state.obs.shape[0], D, batch_size, length, burn_in, stride, stored_state,
+                               STATE_EXAMPLE if stored_state else None).sample(state, key)
 
 
 def _segments(state, key, batch_size, length, burn_in, stride, stored_state):
@@ -173,7 +184,7 @@ def fill(batches, seed=0, with_state=False, capacity=C):
     """Add the batches (lists of E episode lengths) to a fresh buffer and to a fresh reference."""
     rng = np.random.default_rng(seed)
     ref = Ref(capacity)
-    state = buffer.init(capacity, D, STATE_EXAMPLE if with_state else None)
+    state = ring(capacity, STATE_EXAMPLE if with_state else None).init()
     for lengths in batches:
         state = _add(state, make_batch(ref, lengths, rng, with_state))
     return state, ref
@@ -461,7 +472,7 @@ def test_bootstrap_terminated_vs_truncated():
     for p in (0.0, 1.0):
         rng = np.random.default_rng(0)
         ref = Ref(C)
-        state = buffer.init(C, D)
+        state = ring(C).init()
         for lengths in ([4, 6], [3, 0], [8, 2]):
             state = _add(state, make_batch(ref, lengths, rng, p_terminated=p))
         assert all(ep['terminated'] == (p == 1.0) for ep in ref.eps.values())
@@ -497,14 +508,14 @@ def test_stored_state_without_state_example_raises():
 # ----------------------------------------------------------------------------- 6. add / bookkeeping
 def test_add_too_large_raises():
     rng = np.random.default_rng(0)
-    state = buffer.init(C, D)
+    state = ring(C).init()
     too_big = make_batch(Ref(C), [2, 3, 2, 0, 4], rng)  # 5 * R = 40 padded rows > 32
     with pytest.raises(ValueError):
         _add(state, too_big)
     with pytest.raises(ValueError):
-        buffer.add(state, too_big)
+        ring(C).add(state, too_big)
     with pytest.raises(ValueError):
-        buffer.init(1, D)
+        ring(1)
 
 
 def test_add_max_rows_bound():
@@ -512,10 +523,10 @@ def test_add_max_rows_bound():
     # when at most 32 rows are really added; a bound over the capacity raises even for a small batch.
     rng = np.random.default_rng(1)
     with pytest.raises(ValueError):
-        buffer.add(buffer.init(C, D), make_batch(Ref(C), [2, 3], rng), max_rows=C + 1)
-    add_bounded = jax.jit(buffer.add, static_argnames='max_rows')
+        ring(C).add(ring(C).init(), make_batch(Ref(C), [2, 3], rng), max_rows=C + 1)
+    add_bounded = jax.jit(ring(C).add, static_argnames='max_rows')
     ref = Ref(C)
-    state = buffer.init(C, D)
+    state = ring(C).init()
     for lengths in ([8, 0, 8, 8, 8], [2, 3, 0, 4, 5], [8, 8, 2, 0, 6]):
         state = add_bounded(state, make_batch(ref, lengths, rng), max_rows=C)
         check_bookkeeping(state, ref)
@@ -527,8 +538,8 @@ def test_add_exactly_full_batch():
     # E * R == capacity is allowed: a batch of two 8-row episodes into a 16-row ring, twice
     rng = np.random.default_rng(0)
     ref = Ref(16)
-    state = buffer.init(16, D)
-    add16 = jax.jit(buffer.add)
+    state = ring(16).init()
+    add16 = jax.jit(ring(16).add)
     for lengths in ([8, 8], [3, 8]):
         state = add16(state, make_batch(ref, lengths, rng))
     assert ref.intact_ids() == [3, 4] and ref.broken_ids() == [2]  # 1 is entirely overwritten
@@ -541,9 +552,86 @@ def test_add_exactly_full_batch():
 def test_intact_and_num_transitions_match_reference(batches, seed):
     rng = np.random.default_rng(seed)
     ref = Ref(C)
-    state = buffer.init(C, D)
+    state = ring(C).init()
     for lengths in batches:  # checked after every add, not only at the end
         state = _add(state, make_batch(ref, lengths, rng))
         check_bookkeeping(state, ref)
     assert int(state.rows_added) == sum(map(sum, batches))
     assert int(state.ptr) == sum(map(sum, batches)) % C
+
+
+# ----------------------------------------------------------------------------- 7. the factories
+@pytest.mark.parametrize('make, kwargs, name', [
+    (make_tape_buffer, dict(capacity=1), 'capacity'),
+    (make_tape_buffer, dict(capacity=2.5), 'capacity'),
+    (make_tape_buffer, dict(obs_dim=0), 'obs_dim'),
+    (make_tape_buffer, dict(tape_size=1), 'tape_size'),
+    (make_tape_buffer, dict(lanes=0), 'lanes'),
+    (make_tape_buffer, dict(lanes=3), 'lanes'),  # does not divide 16
+    (make_tape_buffer, dict(lanes=16), 'lanes'),  # lanes of one row hold no episode
+    (make_tape_buffer, dict(max_episodes=0), 'max_episodes'),
+    (make_segment_buffer, dict(capacity=1), 'capacity'),
+    (make_segment_buffer, dict(batch_size=0), 'batch_size'),
+    (make_segment_buffer, dict(length=0), 'length'),
+    (make_segment_buffer, dict(burn_in=-1), 'burn_in'),
+    (make_segment_buffer, dict(stride=0), 'stride'),
+    (make_segment_buffer, dict(stored_state=True), 'stored_state'),  # no state example
+])
+def test_factory_refuses_bad_sizes(make, kwargs, name):
+    good = dict(capacity=C, obs_dim=D, tape_size=N_TAPE) if make is make_tape_buffer else \
+        dict(capacity=C, obs_dim=D, batch_size=4, length=3)
+    make(**good)  # the good sizes are accepted
+    with pytest.raises(ValueError, match=name):
+        make(**{**good, **kwargs})
+
+
+def test_factory_binds_sizes_and_counts_bytes():
+    tape = make_tape_buffer(C, D, N_TAPE, lanes=2, max_episodes=5)
+    seg = make_segment_buffer(C, D, 4, 3, burn_in=2, stride=1, stored_state=True, state_example=STATE_EXAMPLE)
+    assert (tape.capacity, tape.obs_dim, tape.sizes.tape_size, tape.sizes.lanes, tape.sizes.max_episodes,
+            tape.sizes.rows) == (C, D, N_TAPE, 2, 5, N_TAPE)
+    assert (seg.sizes.batch_size, seg.sizes.length, seg.sizes.burn_in, seg.sizes.stride, seg.sizes.stored_state,
+            seg.sizes.rows) == (4, 3, 2, 1, True, 4 * 6)
+    for b in (tape, seg):
+        # nbytes (from the shapes alone) is what init really allocates
+        assert b.nbytes == sum(x.nbytes for x in jax.tree.leaves(b.init()))
+    # the stored states add C x 2 float32 to the same ring
+    assert seg.nbytes - tape.nbytes == C * 2 * 4
+
+
+@pytest.mark.parametrize('tape_size, lanes, max_episodes', [(N_TAPE, 1, None), (6, 1, 1), (N_TAPE, 2, None), (2 * C, 4, 3)])
+def test_factory_tape_sample_is_the_sampling_computation(tape_size, lanes, max_episodes):
+    state, _ = fill([[8, 3], [2, 5], [4, 0], [6, 2]], seed=3)
+    sample = make_tape_buffer(C, D, tape_size, lanes=lanes, max_episodes=max_episodes).sample
+    key = jax.random.PRNGKey(tape_size + lanes)
+    want = _sample_tape(state, key, tape_size, max_episodes, lanes)
+    for got in (sample(state, key), jax.jit(sample)(state, key)):
+        jax.tree.map(np.testing.assert_array_equal, got, want)
+
+
+@pytest.mark.parametrize('length, burn_in, stride, stored_state', [(3, 0, None, False), (2, 3, 1, True), (2, 3, 2, False)])
+def test_factory_segment_sample_is_the_sampling_computation(length, burn_in, stride, stored_state):
+    state, _ = fill([[8, 3], [2, 5], [4, 0], [6, 2]], seed=3, with_state=True)
+    b = make_segment_buffer(C, D, 16, length, burn_in, stride, stored_state, STATE_EXAMPLE)
+    key = jax.random.PRNGKey(length + burn_in)
+    want = _sample_segments(state, key, 16, length, burn_in, stride, stored_state)
+    for got in (b.sample(state, key), jax.jit(b.sample)(state, key)):
+        jax.tree.map(np.testing.assert_array_equal, got, want)
+        assert got.burn_in == burn_in
+
+
+_can_sample = jax.jit(ring(C).can_sample)
+
+
+@HYP
+@given(batches=st.lists(st.lists(st.one_of(st.just(0), st.integers(1, R)), min_size=E, max_size=E), max_size=12),
+       seed=st.integers(0, 2**16))
+def test_can_sample_is_some_transition_held(batches, seed):
+    # 1-row episodes (no transition) included: they hold rows but nothing to sample
+    state, ref = fill(batches, seed)
+    can = bool(_can_sample(state))
+    assert can == (int(buffer.num_transitions(state)) > 0) == (ref.num_transitions() > 0)
+    assert bool(make_segment_buffer(C, D, 4, 3).can_sample(state)) == can
+    # a segment batch has real rows exactly when the buffer can be sampled
+    seg = _segments(state, jax.random.PRNGKey(seed), N_SEG, 3, 0, None, False)
+    assert bool(np.asarray(seg.valid).any()) == can

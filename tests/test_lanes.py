@@ -1,4 +1,4 @@
-"""Fast tapes: packed lanes (buffer.TapeBuffer.sample(lanes=K), losses.tape_loss over [K, N/K])
+"""Fast tapes: packed lanes (buffer.make_tape_buffer(lanes=K), losses.tape_loss over [K, N/K])
 and the lean MPN scan (memory/lean.py).
 
 Lanes are checked against the one-lane tape of the same episodes (the loss and its gradient must
@@ -17,8 +17,7 @@ import optax
 import pytest
 from hypothesis import given, settings
 
-import buffer
-from buffer import Episodes, TapeBuffer
+from buffer import Episodes, make_tape_buffer
 from losses import LossConfig, tape_loss
 from memory import QNetwork, make_memory
 from memory.lean import lean_mpn
@@ -58,12 +57,17 @@ def params():
     return tuple(init(jax.random.PRNGKey(k), jnp.zeros((2, D)), jnp.ones((2,), bool)) for k in (0, 1))
 
 
-add = jax.jit(buffer.add)
+def ring(capacity, lanes=1):
+    """A tape buffer of TAPE rows in `lanes` lanes over a ring of `capacity` rows."""
+    return make_tape_buffer(capacity, D, TAPE, lanes=lanes)
+
+
+add = jax.jit(ring(64).add)
 
 
 @functools.partial(jax.jit, static_argnums=2)
 def sample(state, key, lanes):
-    return TapeBuffer.sample(state, key, TAPE, lanes=lanes)
+    return ring(state.obs.shape[0], lanes).sample(state, key)
 
 
 @jax.jit
@@ -99,7 +103,7 @@ lengths = st.lists(st.integers(2, MAX_ROWS), min_size=1, max_size=6)
 def test_lanes_hold_whole_episodes_and_give_the_one_lane_loss(lengths, seed):
     # Episodes of one add call only ever differ in obs, so a one-episode-per-row check suffices:
     # every obs row is distinct (normal draws), and each episode's rows stay together in a lane.
-    state = add(buffer.init(64, D), episodes(lengths, seed))
+    state = add(ring(64).init(), episodes(lengths, seed))
     key = jax.random.PRNGKey(seed % 1000)
     one = sample(state, key, 1)
     (want, want_g) = loss_and_grad(one)
@@ -127,8 +131,9 @@ def test_lanes_hold_whole_episodes_and_give_the_one_lane_loss(lengths, seed):
 def test_lanes_skip_what_does_not_fit_and_keep_episodes_whole():
     """More episodes than room: every packed episode is whole (its rows consecutive in one lane
     with the buffer's own order) and lanes fill first-fit."""
-    state = buffer.add(buffer.init(128, D), episodes([MAX_ROWS] * 6, 3))
-    state = buffer.add(state, episodes([MAX_ROWS] * 6, 4))
+    big = ring(128)
+    state = big.add(big.init(), episodes([MAX_ROWS] * 6, 3))
+    state = big.add(state, episodes([MAX_ROWS] * 6, 4))
     tape = sample(state, jax.random.PRNGKey(0), 4)  # lanes of 20 rows: 2 episodes of 9 each
     valid = np.asarray(tape.valid)
     assert valid.sum(axis=1).tolist() == [18, 18, 18, 18]
@@ -139,10 +144,9 @@ def test_lanes_skip_what_does_not_fit_and_keep_episodes_whole():
 
 
 def test_lanes_must_divide_the_tape():
-    state = buffer.add(buffer.init(64, D), episodes([4, 5], 0))
     for lanes in (0, 3):
         with pytest.raises(ValueError, match='lanes'):
-            TapeBuffer.sample(state, jax.random.PRNGKey(0), TAPE, lanes=lanes)
+            ring(64, lanes)  # refused when the buffer is made, before any sample
 
 
 # ---- the lean MPN scan ---------------------------------------------------------------------------
