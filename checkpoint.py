@@ -27,7 +27,7 @@ from flax import serialization
 from config import ConfigError
 
 FILENAME = "checkpoint.pkl"
-FORMAT = 2  # 1: the pickled host collector of earlier versions (not readable any more)
+FORMAT = 3  # 1: the pickled host collector of earlier versions; 2: one schema per backend (not readable any more)
 
 # The only globals a checkpoint may name: how numpy pickles arrays and scalars.
 _ALLOWED = {
@@ -92,7 +92,7 @@ def save(folder: Path, data: dict) -> Path:
 
 # Keys every checkpoint has, with their types; backend-specific keys are checked where used.
 _REQUIRED = {"format": int, "backend": str, "batching": str, "config": dict, "seeds": list, "finished": bool,
-             "rows": list, "run_id": str}
+             "rows": list, "run_id": str, "group": int}
 
 
 def load(folder: Path) -> dict:

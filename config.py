@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 import yaml
 
+from memory import MODELS  # the registry of the memory models (imports no JAX)
+
 
 class ConfigError(Exception):
     """A bad experiment file, key, value or override."""
@@ -77,8 +79,9 @@ SCHEMA: dict = {
         "reset_memory_on_trial": Opt(True, (bool,), "Also reset the memory state at every trial boundary (else only at episode starts)."),
     },
     "model": {
-        "memory": Opt("mpn", (str,), "Memory model: mpn (exact MPN), mpn_pre (MPNpre, associative scan) or gru."),
-        "memory_kwargs": Opt({}, (dict,), "Keyword arguments of the memory model (see memory/*.py), e.g. hidden, eta_init, lam_max, input_proj, input_bias; keys not given take the model's tuned defaults (MEMORY_DEFAULTS in config.py)."),
+        "memory": Opt("mpn", (str,), "Memory model: " + ", ".join(f"{s.name} ({s.description})" for s in MODELS[:-1])
+                      + f" or {MODELS[-1].name} ({MODELS[-1].description})."),
+        "memory_kwargs": Opt({}, (dict,), "Keyword arguments of the memory model (see memory/*.py), e.g. hidden, eta_init, lam_max, input_proj, input_bias; keys not given take the model's tuned defaults (the registry in memory/__init__.py)."),
         "head": Opt([64], (list,), "Hidden layer sizes of the MLP Q-head on top of the memory.", _layers),
     },
     "train": {
@@ -183,12 +186,9 @@ def _type_names(spec: Opt) -> str:
 
 
 # The tuned values (see the README's tuning record) that a memory model gets for every keyword the
-# experiment does not set; a file that names only env.task trains the tuned agent.
-MEMORY_DEFAULTS = {
-    "mpn": {"hidden": 64, "input_proj": 10, "input_bias": True, "eta_init": 0.5},
-    "mpn_pre": {"hidden": 64, "input_proj": 10, "input_bias": True, "eta_init": 0.5},
-    "gru": {"hidden": 64},
-}
+# experiment does not set; a file that names only env.task trains the tuned agent. They live in the
+# registry, one line per model (memory/__init__.py).
+MEMORY_DEFAULTS = {s.name: dict(s.defaults) for s in MODELS}
 
 MAX_DEPTH = 32  # deepest nesting a config file may have (the schema needs 3 levels)
 MAX_VALUES = 100_000  # values in a file once YAML aliases are expanded (an alias bomb has billions)
@@ -201,6 +201,12 @@ def short(v, limit: int = 80) -> str:
     except RecursionError:
         text = f"<a {type(v).__name__} nested too deeply>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def one_line(e: Exception) -> str:
+    """An exception's first line, cut short for a one-line error."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return short(text, 200).strip("'\"")
 
 
 def _size_check(raw, where: str) -> None:

@@ -4,7 +4,7 @@ Both batching modes use the SAME per-transition loss (`td_huber`) and average it
 transitions, so that tape-vs-segment comparisons measure the batching, not the loss. Each network
 runs once over the rows; the bootstrap for transition t is read from row t + 1 of the same pass
 (the final observation of each episode is a row of its own, see buffer.py). Truncation (the end of
-every NeuroGym episode) bootstraps; termination does not.
+every NeuroGym episode) bootstraps; termination does not. See docs/batching.md.
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import optax
 from flax import struct
 
 from buffer import Segments, Tape
-from memory.mpn import parallel_stats
 
 
 @struct.dataclass
@@ -91,16 +90,18 @@ def td_huber(q, q_target, action, reward, bootstrap, mask, gamma, delta, n_step=
 
 
 def _apply(network, params, x, start, state=None):
-    """network.apply that also returns how many parallel MPN scans fell back to the sequential
-    scan (memory/mpn.py sows it; 0 for every other model), so that a fallback is never silent."""
+    """network.apply that also returns how many parallel scans fell back to the sequential scan
+    (the memory's diagnostics hook reports it, e.g. the MPN with scan="parallel"; 0 for a model
+    that reports none), so that a fallback is never silent."""
     (q, state), inter = network.apply(params, x, start, state, mutable=["intermediates"])
-    return q, state, parallel_stats(inter)["fallbacks"]
+    diagnostics = network.diagnostics(inter)  # the memory contract's hook (memory/base.py)
+    return q, state, diagnostics.get("scan_fallbacks", jnp.int32(0))
 
 
 def tape_loss(params, target_params, network, tape: Tape, cfg: LossConfig):
     """Mean TD loss over the valid transitions of a tape: one pass of each network over it.
 
-    A tape of K lanes (fields [K, N / K], buffer.TapeBuffer.sample(lanes=K)) runs the networks over
+    A tape of K lanes (fields [K, N / K], buffer.make_tape_buffer(lanes=K)) runs the networks over
     the lanes side by side (vmap) with the same per-transition loss; since every lane holds whole
     episodes, each starting with a reset, this is exactly the loss of the one-lane tape that lays
     the lanes end to end."""
@@ -156,11 +157,11 @@ def batch_loss(params, target_params, network, batch, cfg: LossConfig):
     return fn(params, target_params, network, batch, cfg)
 
 
-def update(train_state: TrainState, batch, key: jax.Array | None = None):
+def update(train_state: TrainState, batch):
     """One double-DQN update: gradient step (optax), parameter projection (the MPN's λ), target
-    update (hard copy every `target_period` updates, or Polyak with rate `target_tau`).
-    The key is accepted for interface stability; the DQN update itself draws no randomness."""
-    del key
+    update (hard copy every `target_period` updates, or Polyak with rate `target_tau`). The update
+    draws no randomness. Returns (train state, metrics: loss, grad_norm, q_mean, transitions,
+    scan_fallbacks)."""
     ts = train_state
     (loss, aux), grads = jax.value_and_grad(batch_loss, has_aux=True)(
         ts.params, ts.target_params, ts.network, batch, ts.cfg

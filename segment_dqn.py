@@ -11,6 +11,6 @@ if __name__ == "__main__":
     pending = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: pending.append(signum))
-    from training import cli_main
+    from cli import cli_main
 
     sys.exit(cli_main(sys.argv[1:], batching="segment", pending=pending))

@@ -25,8 +25,8 @@ Three kinds of record (one JSON object each; the output file is a list of them):
   transitions; for segments `padding_overhead_expected` is its exact expectation under the sampler;
   `padding_rows` says where those rows are (tape: final rows, empty end; segments: burn-in,
   bootstrap row, empty window positions), in rows per batch.
-- "sample": the jitted buffer sampler that makes such a batch (`TapeBuffer.sample` /
-  `SegmentBuffer.sample`), timed on its own.
+- "sample": the jitted buffer sampler that makes such a batch (the `sample` of
+  `buffer.make_tape_buffer` / `buffer.make_segment_buffer`), timed on its own.
 - "collection": env steps per second. jax backend: `JaxCollector.collect` under jit (record=False:
   pure collection; record=True: episodes recorded for the buffer), plus a policy-free baseline
   (`random_nonet`: vmapped env.step with uniform random actions in a lax.scan), for every JAX port
@@ -69,11 +69,13 @@ import jax.numpy as jnp
 import numpy as np
 
 import buffer as buf
-from buffer import Episodes, SegmentBuffer, Tape, TapeBuffer
+from buffer import Episodes, Tape
 from collector.tasks import JAX_TASKS  # every JAX port: the full collection plan covers them all
+from memory import MEMORY_ORDER  # every memory model: the full update plan covers them all
 
 ROOT = Path(__file__).resolve().parents[1]
-MEMORIES = ("mpn", "mpn_pre", "gru")
+MEMORIES = MEMORY_ORDER
+QUICK_MEMORIES = ("mpn", "gru")  # a chosen pair, not every model: the exact MPN and the baseline
 EXPERIMENT_DIR = ROOT / "experiments" / "perceptual_decision_making"
 DEFAULT_TASK = "PerceptualDecisionMaking-v0"
 TASKS = ("PerceptualDecisionMaking-v0", "DelayMatchSample-v0", "ContextDecisionMaking-v0")
@@ -240,14 +242,14 @@ def experiment_config(memory: str, overrides: Sequence[str] = ()) -> dict:
 
 def make_train_state(memory: str, obs_dim: int, num_actions: int, seed: int = 0, overrides: Sequence[str] = ()):
     """(cfg, network, TrainState) for a memory, with the experiment's optimiser and loss settings:
-    training.make_train_state, run under one jit (eager initialisation dispatches, and on first use
+    learner.make_train_state, run under one jit (eager initialisation dispatches, and on first use
     compiles, every small op on its own: seconds on a CPU). Cached: arrays are immutable."""
     return _make_train_state(memory, obs_dim, num_actions, seed, tuple(overrides))
 
 
 @functools.lru_cache(maxsize=None)
 def _make_train_state(memory, obs_dim, num_actions, seed, overrides):
-    from training import build_network, make_train_state as _make
+    from learner import build_network, make_train_state as _make
 
     cfg = experiment_config(memory, overrides)
     network = build_network(cfg, num_actions)
@@ -365,8 +367,10 @@ def build_buffer(eps: Episodes, capacity: int | None = None, state_example: Any 
     obs_dim = eps.obs.shape[-1]
     r = eps.obs.shape[1]
     chunk = max(1, min(chunk, capacity // r, len(n_rows)))
-    state = buf.init(capacity, obs_dim, state_example)
-    add = jax.jit(buf.add, static_argnames="max_rows")
+    # filling the ring does not depend on the sampling sizes: any valid tape size will do
+    ring = buf.make_tape_buffer(capacity, obs_dim, tape_size=2, state_example=state_example)
+    state = ring.init()
+    add = jax.jit(ring.add, static_argnames="max_rows")
     e = len(n_rows)
     pad = (-e) % chunk
 
@@ -413,7 +417,7 @@ def _padding_rows(mask, valid, burn_in: int | None) -> dict:
 
 def expected_segment_overhead(state: buf.BufferState, length: int, burn_in: int = 0,
                               stride: int | None = None) -> tuple[float, float]:
-    """Exact expectation under SegmentBuffer.sample (uniform over segment starts): (mean valid
+    """Exact expectation under a segment buffer's sample (uniform over segment starts): (mean valid
     transitions per segment, padding overhead = 1 - that / (burn_in + length + 1))."""
     stride = stride or length
     intact = np.asarray(buf.intact(state))
@@ -438,7 +442,7 @@ class BatchConfig:
 
     batching: str  # "tape" | "segment"
     size: int = 0  # tape rows
-    lanes: int = 1  # tape lanes (TapeBuffer.sample(lanes=K))
+    lanes: int = 1  # tape lanes (buffer.make_tape_buffer(lanes=K))
     length: int = 0  # segment length L
     batch_size: int = 0  # segments B
     burn_in: int = 0
@@ -470,13 +474,17 @@ class BatchConfig:
             rows_per_batch=self.rows,
         )
 
-    def sampler(self):
+    def sampler(self, state: buf.BufferState):
+        """sample(state, key) of this configuration's buffer, for a ring shaped like `state`
+        (its capacity, obs size and stored states)."""
+        capacity, obs_dim = state.obs.shape
         if self.batching == "tape":
-            return functools.partial(TapeBuffer.sample, tape_size=self.size, lanes=self.lanes)
-        return functools.partial(
-            SegmentBuffer.sample, batch_size=self.batch_size, length=self.length, burn_in=self.burn_in,
-            stored_state=self.stored_state,
-        )
+            return buf.make_tape_buffer(capacity, obs_dim, self.size, lanes=self.lanes).sample
+        example = None if state.state is None else jax.tree.map(lambda x: x[0], state.state)
+        return buf.make_segment_buffer(
+            capacity, obs_dim, self.batch_size, self.length, burn_in=self.burn_in,
+            stored_state=self.stored_state, state_example=example,
+        ).sample
 
 
 def batch_configs(tape_sizes=(), transitions=(), lengths=(), burn_in_modes=("drqn",)) -> list[BatchConfig]:
@@ -499,7 +507,7 @@ def bench_sample(state: buf.BufferState, cfg: BatchConfig, repeats: int = 10, se
     """Time the jitted sampler for cfg on this buffer. Returns (record fields, the first batch).
     The valid-transition count and padding overhead are averaged over at least `count_batches`
     draws (every timed draw included)."""
-    sample = cfg.sampler()
+    sample = cfg.sampler(state)
     keys = list(jax.random.split(jax.random.PRNGKey(seed), repeats + 2))
     compiled, lower_s, compile_s = aot_compile(sample, state, keys[0])
     first, masks = [], []  # keep the first batch whole, of the others only mask and valid
@@ -553,7 +561,7 @@ def bench_update(ts, batch, repeats: int = 10, budget_s: float | None = 3.0, lab
                 compile_method="aot lower+compile", loss_finite=bool(np.isfinite(loss)))
 
 
-def run_update_benchmarks(memories: Sequence[str] = ("mpn", "gru"), configs: Sequence[BatchConfig] = (),
+def run_update_benchmarks(memories: Sequence[str] = QUICK_MEMORIES, configs: Sequence[BatchConfig] = (),
                           episodes: Episodes | str = DEFAULT_TASK, repeats: int = 10,
                           sample_repeats: int = 10, state_rows: int = 50_000, seed: int = 0,
                           overrides: Sequence[str] = (), budget_s: float | None = 3.0,
@@ -778,7 +786,7 @@ def lane_padding(tasks: Sequence[str] = TASKS, sizes_lanes=((1024, 1), (1024, 2)
         state = build_buffer(eps)
         rows = np.asarray(eps.n_rows)
         for n, k in sizes_lanes:
-            sample = jax.jit(jax.vmap(functools.partial(TapeBuffer.sample, tape_size=n, lanes=k), in_axes=(None, 0)))
+            sample = jax.jit(jax.vmap(BatchConfig("tape", size=n, lanes=k).sampler(state), in_axes=(None, 0)))
             tapes = sample(state, jax.random.split(jax.random.PRNGKey(seed), batches))
             valid = np.asarray(tapes.mask).reshape(batches, -1).sum(axis=1)
             rec = dict(kind="lane_padding", task=task, tape_size=n, tape_lanes=k, lane_rows=n // k,
@@ -967,7 +975,7 @@ def plan(quick: bool) -> dict:
     seconds there)."""
     if quick:
         return dict(
-            memories=("mpn", "gru"),
+            memories=QUICK_MEMORIES,
             configs=batch_configs(tape_sizes=(1000, 10_000), transitions=(1000,), lengths=(10, 50),
                                   burn_in_modes=("drqn",))
             + batch_configs(transitions=(1000,), lengths=(10,), burn_in_modes=("r2d2",)),

@@ -2,10 +2,10 @@
 
 `collect` runs S vector steps with `lax.scan` over steps and `vmap` over N envs, carrying every
 env's memory state, and returns the episodes that ended as an `Episodes` batch for `buffer.add`,
-plus trial statistics. The episode rules are those of the host collector (collector/host.py):
-an RL episode is cut after `trials` trials or `max_steps` steps (truncation), the memory resets at
-episode starts and, optionally, at every trial boundary, and each env's first trial is left out of
-the statistics (for the ports it is a whole trial, but dropping it keeps both backends identical).
+plus trial statistics. Episodes are cut by the episode rule of collector/episode.py and actions
+chosen by collector/policy.py, as in the host collector (collector/host.py), and each env's first
+trial is left out of the statistics (for the ports it is a whole trial, but dropping it keeps both
+backends identical).
 
 Episodes are recorded in place: each env owns E recording slots of R = max_steps + 1 rows and
 writes one row per step into its current slot; when an episode ends the env moves to the next slot.
@@ -20,12 +20,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import struct
 
 from buffer import Episodes
-from collector.host import EpisodeSpec
-from collector.policy import batched_initial_state
+from collector.episode import EpisodeSpec, advance
+from collector.policy import batched_initial_state, epsilon_greedy, network_step
 
 
 @struct.dataclass
@@ -106,15 +105,8 @@ class JaxCollector:
         cs, stats = carry
         n, ar = self.n, jnp.arange(self.n)
         k_explore, k_action, k_env = jax.random.split(key, 3)
-
-        def act(s, o, st):
-            q, s_new = self.network.apply(params, o[None], st[None], s)
-            return q[0], s_new
-
-        q, mem_new = jax.vmap(act)(cs.mem, cs.obs, cs.start)
-        explore = jax.random.uniform(k_explore, (n,)) < epsilon
-        action = jnp.where(explore, jax.random.randint(k_action, (n,), 0, self.num_actions), jnp.argmax(q, -1))
-        action = action.astype(jnp.int32)
+        q, mem_new, _ = network_step(self.network, params, cs.mem, cs.obs, cs.start)
+        action = epsilon_greedy(q, k_explore, k_action, epsilon)
         obs2, env_state, reward, _, info = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(
             jax.random.split(k_env, n), cs.env_state, action, self.env_params
         )
@@ -147,32 +139,28 @@ class JaxCollector:
             trials=stats.trials + counted.sum(), correct=stats.correct + perf.sum(),
             reward=stats.reward + trial_total.sum(), steps=stats.steps + n, log_perf=log_perf, log_reward=log_reward,
         )
-        pos = cs.pos + 1
-        ep_trials = cs.ep_trials + new_trial
-        ended = pos >= self.spec.max_steps
-        if self.spec.trials is not None:
-            ended = ended | (ep_trials >= self.spec.trials)
-        next_start = new_trial & self.spec.reset_on_trial
+        cut = advance(self.spec, cs.pos, cs.ep_trials, new_trial, jnp)
+        ended = cut.ended
 
         slot = cs.slot
         if self.record:
             # the final observation closes the episode as a row without an action
-            at = (ar, cs.slot, jnp.where(ended, pos, self.spec.max_rows))
+            at = (ar, cs.slot, jnp.where(ended, cut.steps, self.spec.max_rows))
             rec["rec_obs"] = rec["rec_obs"].at[at].set(obs2, mode="drop")
             rec["rec_action"] = rec["rec_action"].at[at].set(0, mode="drop")
             rec["rec_reward"] = rec["rec_reward"].at[at].set(0.0, mode="drop")
-            rec["rec_reset"] = rec["rec_reset"].at[at].set(next_start, mode="drop")
+            rec["rec_reset"] = rec["rec_reset"].at[at].set(cut.trial_start, mode="drop")
             if cs.rec_state is not None:
                 rec["rec_state"] = jax.tree.map(lambda r, m: r.at[at].set(m, mode="drop"), rec["rec_state"], mem_new)
             # no free slot left: the episode is dropped (its slot is reused) and counted
             keep = ended & (cs.slot < self.slots - 1)
-            rec["rec_rows"] = cs.rec_rows.at[ar, cs.slot].set(jnp.where(keep, pos + 1, cs.rec_rows[ar, cs.slot]))
+            rec["rec_rows"] = cs.rec_rows.at[ar, cs.slot].set(jnp.where(keep, cut.steps + 1, cs.rec_rows[ar, cs.slot]))
             stats = stats.replace(dropped_episodes=stats.dropped_episodes + (ended & ~keep).sum())
             slot = jnp.where(keep, cs.slot + 1, cs.slot)
 
         cs = cs.replace(
-            env_state=env_state, obs=obs2, start=next_start | ended, mem=mem_new,
-            pos=jnp.where(ended, 0, pos), slot=slot, ep_trials=jnp.where(ended, 0, ep_trials),
+            env_state=env_state, obs=obs2, start=cut.start, mem=mem_new,
+            pos=cut.pos, slot=slot, ep_trials=cut.ep_trials,
             trial_reward=jnp.where(new_trial, 0.0, trial_reward), first_trial=cs.first_trial & ~new_trial, **rec,
         )
         return (cs, stats), None
@@ -207,13 +195,13 @@ class JaxCollector:
         return cs, episodes, stats
 
     def bytes_needed(self) -> int:
-        """Memory of the recording slots, in bytes (for up-front checks)."""
+        """Memory of the recording slots [N, E, R, ...], in bytes (for up-front checks), read off
+        the shapes `init` would make (jax.eval_shape: nothing is allocated)."""
         if not self.record:
             return 0
-        row = 4 * self.obs_dim + 4 + 4 + 1
-        if self.store_state:
-            row += sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(self.network.initial_state(self.obs_dim)))
-        return self.n * self.slots * self.spec.max_rows * row
+        cs = jax.eval_shape(self.init, jax.random.PRNGKey(0))
+        rec = (cs.rec_obs, cs.rec_action, cs.rec_reward, cs.rec_reset, cs.rec_state)
+        return sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(rec))
 
     def max_rows_per_call(self) -> int:
         """Upper bound on the rows one `collect` hands to the buffer (S transitions plus one final

@@ -24,8 +24,7 @@ from collector.tasks import TASK_META  # the one task table (imports no JAX)
 # ceiling is an ideal observer's or a scripted policy's (TASK_META[task].ceiling_by)
 TASK_BASELINES = {t: (m.random, m.ceiling) for t, m in TASK_META.items() if m.ceiling is not None}
 
-# the columns a metrics.csv must have to be plotted (training.METRICS holds them all)
-REQUIRED_COLUMNS = ("env_steps", "wall_s", "eval_performance")
+from runs import REQUIRED_COLUMNS, RUN_FILE  # the run folder's schema (runs.py; imports no JAX)
 SUMMARY_FIELDS = {"final_eval_performance": (int, float)}  # what the tables read without a default
 RUN_FILES = ("config.yaml", "metrics.csv", "summary.json", "params.msgpack")
 
@@ -164,14 +163,14 @@ def load_run(run_dir) -> dict:
 
 def load_params(run_dir):
     """(cfg, network, params) of a finished run: the QNetwork rebuilt from config.yaml with the
-    task's action count (training.build_network), params.msgpack restored against a template from
+    task's action count (learner.build_network), params.msgpack restored against a template from
     network.init."""
     import jax
     import jax.numpy as jnp
     from flax import serialization
 
     from config import ConfigError
-    from training import build_network
+    from learner import build_network
 
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
@@ -222,9 +221,14 @@ def task_shape(cfg: dict) -> tuple[int, int]:
 # ------------------------------------------------------------------------------------------------
 # Groups
 # ------------------------------------------------------------------------------------------------
-def batching_of(cfg: dict, summary: dict | None = None) -> str:
-    """'tape' or 'segment': summary.json's 'batching' when the run has one, else deduced from the
-    config (its experiment name, then which of the tape / segment sections is not the default)."""
+def batching_of(cfg: dict, summary: dict | None = None, run_dir=None) -> str:
+    """'tape' or 'segment': as the run folder's run.json records it (every run folder written by this
+    version has one); for folders of earlier versions summary.json's 'batching', else deduced from
+    the config (its experiment name, then which of the tape / segment sections is not the default)."""
+    if run_dir is not None:
+        recorded = _recorded_batching(Path(run_dir))
+        if recorded:
+            return recorded
     if summary and summary.get("batching") in ("tape", "segment"):
         return summary["batching"]
     name = str(cfg.get("name") or "").lower()
@@ -243,12 +247,24 @@ def batching_of(cfg: dict, summary: dict | None = None) -> str:
     return "unknown"
 
 
-def group_label(cfg: dict, summary: dict | None = None) -> str:
+def _recorded_batching(run_dir: Path) -> str | None:
+    """run.json's batching mode, from the seed folder or the program folder above it."""
+    for d in (run_dir, run_dir.parent):
+        try:
+            info = json.loads((d / RUN_FILE).read_text())
+        except (OSError, ValueError, UnicodeDecodeError):
+            continue
+        if isinstance(info, dict) and info.get("batching") in ("tape", "segment"):
+            return info["batching"]
+    return None
+
+
+def group_label(cfg: dict, summary: dict | None = None, run_dir=None) -> str:
     """The curve a run belongs to, e.g. "tape · mpn", "segment L=10 R2D2 (burn-in 5) · mpn",
     "segment L=50 DRQN · gru" (R2D2: windows start from the stored memory state; DRQN: from the
     initial state). Runs of the neurogym backend get a "[neurogym]" suffix (their wall time is
     not comparable)."""
-    batching = batching_of(cfg, summary)
+    batching = batching_of(cfg, summary, run_dir)
     memory = (summary or {}).get("memory") or cfg.get("model", {}).get("memory", "?")
     if batching == "segment":
         seg = cfg.get("segment", {})
@@ -301,7 +317,7 @@ def group_runs(runs: list[dict]) -> dict[str, dict[str, list[dict]]]:
     by_task: dict[str, dict[str, list[dict]]] = {}
     for run in runs:
         task = run["cfg"]["env"]["task"]
-        label = group_label(run["cfg"], run["summary"])
+        label = group_label(run["cfg"], run["summary"], run["path"])
         by_task.setdefault(task, {}).setdefault(label, []).append(run)
     out: dict[str, dict[str, list[dict]]] = {}
     for task in sorted(by_task):
@@ -310,7 +326,7 @@ def group_runs(runs: list[dict]) -> dict[str, dict[str, list[dict]]]:
             members = by_task[task][label]
             subgroups: dict[tuple, list[dict]] = {}
             for run in members:
-                subgroups.setdefault(_setting_key(run["cfg"], batching_of(run["cfg"], run["summary"])), []).append(run)
+                subgroups.setdefault(_setting_key(run["cfg"], batching_of(run["cfg"], run["summary"], run["path"])), []).append(run)
             if len(subgroups) == 1:
                 out[task][label] = members
                 continue

@@ -5,20 +5,21 @@
 RUN_DIR is a run folder or a folder of run folders of one task and memory model (e.g. the output
 of `--seeds K`). For each run the greedy policy (ε = 0) of its saved parameters acts on fresh envs
 seeded apart from training and evaluation (the JAX port of the task on the jax backend, the real
-neurogym envs on the neurogym backend), with the run's episode rules (plotting/rollout.py), and
+neurogym envs on the neurogym backend), with the run's episode rules (collector/episode.py), and
 every step of the first N trials to finish is recorded (each env's first trial left out, as in the
 training statistics). One figure shows
 
 (a) the hidden activity h in its first two principal components (PCA over every recorded step):
     the mean trajectory of each condition (the task variable that must be remembered) with the
     start of each trial period marked, over faint single trials;
-(b) the same for the memory state (M for mpn, m for mpn_pre; left out for gru, whose memory
-    state is h itself);
+(b) the same for the memory state (the model's `state_name`: M for mpn, m for mpn_pre; left out
+    when the memory state is h itself, as for gru);
 (c) time-resolved, 5-fold cross-validated linear decoding accuracy (scikit-learn: standardised
     features, ridge classifier) of that variable and of the upcoming choice, from h and from the
     memory state, each step aligned to the start of its trial period, with the chance level (the
     majority class's share of the trials decoded at that step);
-(d) the learned η and λ and the Frobenius norm of the memory state over the trial (mpn, mpn_pre).
+(d) the learned η and λ and the Frobenius norm of the memory state over the trial (models that are
+    `plastic` and have a state of their own: mpn, mpn_pre).
 
 The numbers behind the figure (per aligned step: decoding accuracies, chance, the memory's norm;
 per run: accuracy, η, λ) go to the figure's stem with .json.
@@ -66,6 +67,7 @@ from pathlib import Path
 
 import numpy as np
 
+from memory import model_class  # the registry (no JAX until a model class is asked for)
 from plotting.common import PlotError, _first_line, cli_error, find_runs, group_label, load_summary, use_agg
 
 PROG = "python -m plotting.dynamics"
@@ -150,10 +152,10 @@ def rollout_neurogym(task, task_kwargs, network, spec, params, seed: int, num_en
     env.unwrapped.trial (its scalar entries). Returns (records, period names)."""
     import jax
 
+    from collector.episode import advance
     from collector.host import env_seeds
     from collector.ngym_compat import make_env
     from collector.policy import batched_initial_state
-    from plotting.rollout import advance_episode
 
     envs = [make_env(task, **(task_kwargs or {})) for _ in range(num_envs)]
     for env, s in zip(envs, env_seeds(seed, 2, num_envs)):
@@ -191,7 +193,8 @@ def rollout_neurogym(task, task_kwargs, network, spec, params, seed: int, num_en
         ))
         counted += int(steps[-1]["counted"].sum())
         first_trial &= ~new_trial
-        start, pos, ep_trials = advance_episode(spec, pos, ep_trials, new_trial, np)
+        cut = advance(spec, pos, ep_trials, new_trial)
+        start, pos, ep_trials = cut.start, cut.pos, cut.ep_trials
         obs, mem = next_obs, out["mem"]
     keys = sorted(set().union(*[s["trial"] for s in steps]))
     for s in steps:
@@ -337,8 +340,8 @@ def remembered_variable(task: str, data: dict) -> tuple[str, str] | None:
 
 
 def plastic_constants(memory: str, params) -> tuple[float, float]:
-    """(η, λ) of an mpn / mpn_pre network (NaN, NaN for gru)."""
-    if memory not in ("mpn", "mpn_pre"):
+    """(η, λ) of a network whose memory model is `plastic` (mpn, mpn_pre; NaN, NaN otherwise, gru)."""
+    if not model_class(memory).plastic:
         return float("nan"), float("nan")
     p = params["params"]["memory"]
     return float(p["eta"]), float(p["lam"])
@@ -361,8 +364,9 @@ def _analyse(data: dict, task: str, memory: str, periods: list[str]) -> dict:
     from sklearn.decomposition import PCA
 
     bins = aligned_bins(data["period"], data["valid"], len(periods))
+    own_state = model_class(memory).state_name is not None  # else the memory state is h itself
     sources = {"h": data["h"]}
-    if memory != "gru":
+    if own_state:
         sources["M"] = data["mem"]
     var = remembered_variable(task, data)
     targets = {}
@@ -385,7 +389,7 @@ def _analyse(data: dict, task: str, memory: str, periods: list[str]) -> dict:
         proj[valid, :k] = model.transform(flat[valid])
         pca[sname] = dict(proj=proj, explained=np.r_[model.explained_variance_ratio_, np.zeros(2 - k)])
     norm = None
-    if memory != "gru":
+    if own_state:
         n = np.linalg.norm(data["mem"].reshape(data["mem"].shape[:2] + (-1,)), axis=-1)
         norm = np.array([[n[trials, steps].mean(), n[trials, steps].std()] for _, _, trials, steps in bins]).reshape(-1, 2)
     return dict(bins=[(p, k) for p, k, _, _ in bins], bin_index=bins, decoding=decoding, targets=targets,
@@ -417,7 +421,7 @@ def record_run(run_dir: Path, trials: int, seed: int, num_envs: int, checked=Non
     --data layout) plus 'eta', 'lam'."""
     import jax
 
-    from training import episode_spec
+    from learner import episode_spec
 
     cfg, network, params = checked or load_network(run_dir)
     task, kwargs = cfg["env"]["task"], cfg["env"].get("kwargs") or {}
@@ -559,7 +563,7 @@ def plot(datas: list[dict], analyses: list[dict], out: Path, title: str) -> Path
     ax_c1, ax_c2 = fig.add_subplot(gs[1, 0:3]), fig.add_subplot(gs[1, 3:6])
     which = f" ({Path(str(first['run'])).name}, the first of {len(datas)} runs)" if multi else ""
     _pca_panel(ax_a, first, an0, "h", periods, f"(a) hidden activity h{which}: condition means, 8 single trials each")
-    mem_name = {"mpn": "M", "mpn_pre": "m"}.get(memory)
+    mem_name = model_class(memory).state_name
     if mem_name:
         _pca_panel(ax_b, first, an0, "M", periods, f"(b) memory state {mem_name}{which}")
     else:
@@ -594,11 +598,11 @@ def plot(datas: list[dict], analyses: list[dict], out: Path, title: str) -> Path
         ax.set_title(f"{letter} linear decoding of {what}", fontsize=9, pad=12)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="lower right", framealpha=0.8)
-    if memory == "gru":
-        ax_c1.text(0.01, 0.02, "GRU: no separate memory state to decode", transform=ax_c1.transAxes, fontsize=7, color="0.3")
+    if mem_name is None:
+        ax_c1.text(0.01, 0.02, f"{memory.upper()}: no separate memory state to decode", transform=ax_c1.transAxes, fontsize=7, color="0.3")
 
     # (d) plasticity constants and memory size
-    if mem_name:
+    if mem_name and model_class(memory).plastic:
         x = np.arange(len(bins))
         for i, (d, an) in enumerate(zip(datas, analyses)):
             mean = _on_bins(an, bins, an["norm"][:, 0])
@@ -729,7 +733,7 @@ def dynamics(run_arg, out=None, data_out=None, trials: int = 400, seed: int = 0,
         save_data(p, d)
     summary = summarise(datas, analyses)
     cfg = datas[0]["_cfg"]
-    label = group_label(cfg, load_summary(runs[0]))
+    label = group_label(cfg, load_summary(runs[0]), runs[0])
     acc = np.mean([d["correct"].mean() for d in datas])
     where = "/".join(Path(run_arg).resolve().parts[-2:])
     seeds = f"{len(runs)} runs (seeds {', '.join(str(int(d['run_seed'])) for d in datas)})" if len(runs) > 1 else f"seed {int(datas[0]['run_seed'])}"

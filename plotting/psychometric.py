@@ -173,7 +173,7 @@ def psychometric(run_dir, out, trials: int = 2000, seed: int = 0, num_envs: int 
     import jax
 
     from collector.jax_envs import make_jax_env
-    from training import episode_spec
+    from learner import episode_spec
 
     try:
         env, env_params = make_jax_env(task, **(cfg["env"].get("kwargs") or {}))
@@ -188,7 +188,7 @@ def psychometric(run_dir, out, trials: int = 2000, seed: int = 0, num_envs: int 
     fit = fit_logistic(np.where(log["correct"] == RIGHT, log["coh"], -log["coh"])[responded] / 100.0,
                        (log["choice"][responded] == RIGHT).astype(float))
     summary = load_summary(run_dir)
-    label = group_label(cfg, summary)
+    label = group_label(cfg, summary, run_dir)
     no_resp = float(1.0 - responded.mean())
     accuracy = float(log["performance"].mean())
     result = dict(

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.chdir(ROOT)
 
+import cli  # noqa: E402
 import training  # noqa: E402
 from collector.ngym_compat import import_neurogym  # noqa: E402
 
@@ -69,9 +70,9 @@ def killed(out: Path, tasks: list[str]) -> None:
 
     def run(task):
         try:
-            args = training._parser("tape_dqn.py", "tape").parse_args(
+            args = cli._parser("tape_dqn.py", "tape").parse_args(
                 [str(experiment(out, task)), "--out", str(out / "killed" / task)])
-            session = training._new_run(args, "tape_dqn.py", "tape")
+            session = cli._new_run(args, "tape_dqn.py", "tape")
             ckpt = training.Checkpointer(session.top, session.run_id, session.runs)
             training.train(session.cfg, "tape", session.runs, False, session.seeds, ckpt, None, holds[task])
             result[task] = "finished"  # ended before it could be held: the test fails on it
@@ -93,14 +94,14 @@ def killed(out: Path, tasks: list[str]) -> None:
 
 
 def ref(out: Path, tasks: list[str]) -> dict:
-    return {task: training.cli_main([str(experiment(out, task)), "--out", str(out / "ref" / task), "--no-progress"],
+    return {task: cli.cli_main([str(experiment(out, task)), "--out", str(out / "ref" / task), "--no-progress"],
                                     "tape") for task in tasks}
 
 
 if __name__ == "__main__":
     mode, out, tasks = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
     os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    training.enable_compile_cache()
+    cli.enable_compile_cache()
     import_neurogym()
     (out / mode).mkdir(parents=True, exist_ok=True)
     if mode == "killed":

@@ -196,7 +196,7 @@ def test_folder_of_seeds_and_gru(tiny_run, tmp_path, capsys):
     import jax.numpy as jnp
     from flax import serialization
 
-    from training import build_network
+    from learner import build_network
 
     seeds = tmp_path / "seeds"
     _copy_run(tiny_run, seeds / "seed0", env__backend="jax")

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 import config
-from training import METRICS, cli_main
+from cli import cli_main
+from runs import METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -202,15 +203,15 @@ def test_parallel_scan_fallbacks_are_counted_in_metrics(tmp_path):
 
 
 def test_hostile_environment_variables_are_warnings_not_tracebacks(monkeypatch, capsys):
-    import training
+    import cli
 
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/proc/no-such-place/xla")
     monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "soon")
-    training.enable_compile_cache()
+    cli.enable_compile_cache()
     err = capsys.readouterr().err
     assert "compile cache" in err and "unusable" in err and "Traceback" not in err
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(ROOT / "README.md"))  # a file, not a folder
-    training.enable_compile_cache()
+    cli.enable_compile_cache()
     assert "unusable" in capsys.readouterr().err
 
 

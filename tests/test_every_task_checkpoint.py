@@ -65,7 +65,7 @@ def close(a: dict, b: dict) -> bool:
 
 
 def test_every_discrete_task_survives_sigkill_and_resume(tmp_path):
-    from training import cli_main
+    from cli import cli_main
 
     tasks = discrete_tasks()
     assert len(tasks) >= 27, tasks  # neurogym 2.3.1: 26 native discrete tasks plus Null-v0

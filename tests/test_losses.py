@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import buffer as buf
-from buffer import Episodes, Segments, Tape, TapeBuffer
+from buffer import Episodes, Segments, Tape, make_tape_buffer
 from losses import LossConfig, batch_loss, create_train_state, segment_loss, tape_loss, update
 
 
@@ -22,6 +21,9 @@ class ScaledObs(nn.Module):
 
     def project(self, variables):
         return variables
+
+    def diagnostics(self, intermediates):
+        return {}
 
 
 NET = ScaledObs()
@@ -84,10 +86,11 @@ def _two_episodes():
 
 
 def test_tape_from_buffer_gives_the_same_loss():
-    state = buf.add(buf.init(16, 2), _two_episodes())
+    tapes = make_tape_buffer(16, 2, tape_size=8)
+    state = tapes.add(tapes.init(), _two_episodes())
     want, _ = expected_loss()
     for seed in range(3):  # the packing order is random; the loss must not depend on it
-        tape = TapeBuffer.sample(state, jax.random.PRNGKey(seed), tape_size=8)
+        tape = tapes.sample(state, jax.random.PRNGKey(seed))
         assert int(tape.mask.sum()) == 3
         loss, _ = tape_loss(ONLINE, TARGET, NET, tape, CFG)
         assert float(loss) == pytest.approx(want, rel=1e-6)

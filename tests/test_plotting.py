@@ -18,7 +18,7 @@ from plotting.common import find_runs, load_run
 from plotting.common import (
     PlotError, bootstrap_ci, find_runs, group_label, group_runs, load_params, load_run, wilson_ci,
 )
-from training import METRICS
+from runs import METRICS
 from conftest import background_run
 
 ROOT = Path(__file__).resolve().parents[1]

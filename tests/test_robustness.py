@@ -124,7 +124,7 @@ def test_a_buffer_that_cannot_fit_fails_at_once_quoting_the_figure(tmp_path):
 
 
 def test_resume_misuse_is_a_one_line_error(tmp_path, capsys):
-    from training import cli_main
+    from cli import cli_main
 
     assert cli_main(["--resume", str(tmp_path)], "tape") == 2
     assert "no checkpoint.pkl" in capsys.readouterr().err
@@ -135,7 +135,7 @@ def test_resume_misuse_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_binary_garbage_is_not_valid_yaml(tmp_path, capsys):
-    from training import cli_main
+    from cli import cli_main
 
     bad = tmp_path / "bad.yaml"
     bad.write_bytes(b"\xff\xfe\x00\x81garbage")
@@ -177,7 +177,7 @@ def one_line_error(capsys, *needles):
 
 
 def test_a_row_cut_short_by_a_crash_is_rewritten_not_glued(tmp_path, reference, interrupted):
-    from training import cli_main
+    from cli import cli_main
 
     out = copy_of(interrupted, tmp_path)
     lines = (out / "metrics.csv").read_bytes().splitlines(keepends=True)
@@ -191,7 +191,8 @@ def test_a_row_cut_short_by_a_crash_is_rewritten_not_glued(tmp_path, reference, 
 
 
 def test_two_resumes_of_one_folder_cannot_run_at_once(tmp_path, interrupted, capsys):
-    from training import RunLock, cli_main
+    from cli import cli_main
+    from runs import RunLock
 
     out = copy_of(interrupted, tmp_path)
     before = (out / "metrics.csv").read_bytes()
@@ -207,7 +208,7 @@ def test_two_resumes_of_one_folder_cannot_run_at_once(tmp_path, interrupted, cap
 def test_a_foreign_checkpoint_never_overwrites_a_finished_run(tmp_path, reference, interrupted, capsys):
     import shutil
 
-    from training import cli_main
+    from cli import cli_main
 
     done = copy_of(reference / "jax", tmp_path)
     before = {f: (done / f).read_bytes() for f in ("summary.json", "params.msgpack", "metrics.csv")}
@@ -224,7 +225,7 @@ def test_a_foreign_checkpoint_never_overwrites_a_finished_run(tmp_path, referenc
     b"cos\nsystem\n(S'echo pwned'\ntR.",  # a pickle that would run a command
 ])
 def test_a_damaged_checkpoint_is_one_line(tmp_path, interrupted, capsys, content):
-    from training import cli_main
+    from cli import cli_main
 
     out = copy_of(interrupted, tmp_path)
     (out / "checkpoint.pkl").write_bytes(content)
@@ -234,18 +235,18 @@ def test_a_damaged_checkpoint_is_one_line(tmp_path, interrupted, capsys, content
 
 def test_a_checkpoint_of_the_wrong_structure_is_one_line(tmp_path, interrupted, capsys):
     import checkpoint as ck
-    from training import cli_main
+    from cli import cli_main
 
     out = copy_of(interrupted, tmp_path)
     data = ck.load(out)
-    data["carry"]["ts"]["params"] = {"nothing": __import__("numpy").zeros(3)}
+    data["state"]["carry"]["ts"]["params"] = {"nothing": __import__("numpy").zeros(3)}
     ck.save(out, data)
     assert cli_main(["--resume", str(out), "--no-progress"], "tape") == 2
     one_line_error(capsys, "does not fit this run")
 
 
 def test_missing_files_before_resume_are_one_line(tmp_path, interrupted, capsys):
-    from training import cli_main
+    from cli import cli_main
 
     out = copy_of(interrupted, tmp_path)
     (out / "metrics.csv").unlink()
@@ -258,7 +259,7 @@ def test_missing_files_before_resume_are_one_line(tmp_path, interrupted, capsys)
 def test_a_missing_seed_folder_is_one_line(tmp_path, capsys):
     import shutil
 
-    from training import cli_main
+    from cli import cli_main
 
     out = tmp_path / "seeds"
     proc = start(out, "jax", "--seeds", "2", "--set", "train.total_env_steps=64000")
@@ -288,7 +289,7 @@ def test_a_failed_checkpoint_write_is_one_line_and_keeps_the_last_one(tmp_path, 
     import errno
 
     import checkpoint as ck
-    from training import cli_main
+    from cli import cli_main
 
     real_save, calls = ck.save, []
 
