@@ -223,3 +223,20 @@ def test_bad_seed_flags_are_one_line(tmp_path, capsys, flags, needle):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_both_backends_share_one_schedule(tmp_path):
+    """One driver (training.py): a metrics row every ceil(every_env_steps / per_iter) iterations and
+    after the last, the same on both backends, also when every_env_steps is not a multiple of an
+    iteration's env steps (here 150 against 64); the new columns are written by both."""
+    cfg = ROOT / "experiments" / "perceptual_decision_making" / "tape_mpn.yaml"
+    steps = {}
+    for backend in ("neurogym", "jax"):
+        out = tmp_path / backend
+        flags = [*TINY, "--set", f"env.backend={backend}", "--set", "eval.every_env_steps=150"]
+        assert cli_main([str(cfg), "--out", str(out), *flags], "tape") == 0
+        rows = list(csv.DictReader(open(out / "metrics.csv")))
+        steps[backend] = [(int(r["env_steps"]), int(r["updates"])) for r in rows]
+        assert all(r["grad_norm"] != "" and int(r["dropped_episodes"]) == 0 for r in rows)
+        assert json.loads((out / "run.json").read_text())["batching"] == "tape"
+    assert steps["neurogym"] == steps["jax"] == [(192, 8), (384, 20), (576, 32), (640, 36)]
