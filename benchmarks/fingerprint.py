@@ -86,11 +86,13 @@ def fingerprint(d: Path) -> dict:
     return dict(rows=rows, summary=summary, params=params)
 
 
-def compare(old: Path, new: Path) -> int:
+def compare(old: Path, new: Path, only: list[str] | None = None) -> int:
     """One line per run: same, or what differs. Columns present only in NEW (new metrics) are
     reported but do not count as a difference."""
     bad = 0
     for name, _ in runs():
+        if only and not any(o in name for o in only):
+            continue
         a_dir, b_dir = old / name, new / name
         if not a_dir.exists() or not b_dir.exists():
             print(f"missing {name}")
@@ -128,7 +130,7 @@ def main(argv=None) -> int:
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"))
     a = p.parse_args(argv)
     if a.compare:
-        return compare(Path(a.compare[0]), Path(a.compare[1]))
+        return compare(Path(a.compare[0]), Path(a.compare[1]), a.only)
     if not a.out:
         p.error("give --out DIR or --compare OLD NEW")
     return run_all(Path(a.out), a.only)
