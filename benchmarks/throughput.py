@@ -547,12 +547,11 @@ def bench_update(ts, batch, repeats: int = 10, budget_s: float | None = 3.0, lab
     call, as in training). Returns seconds, compile time and the loss of the last call."""
     from losses import update
 
-    key = jax.random.PRNGKey(0)
-    compiled, lower_s, compile_s = aot_compile(update, ts, batch, key)
+    compiled, lower_s, compile_s = aot_compile(update, ts, batch)
     carry = {"ts": ts, "metrics": None}
 
     def call():
-        carry["ts"], carry["metrics"] = compiled(carry["ts"], batch, key)
+        carry["ts"], carry["metrics"] = compiled(carry["ts"], batch)
         return carry["ts"], carry["metrics"]
 
     times, tfields = timed(call, repeats, label, budget_s=budget_s)
