@@ -16,12 +16,13 @@ from typing import Protocol
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import checkpoint
 from collector.host import HostCollector, evaluate
 from collector.policy import epsilon_at
 from config import ConfigError
-from learner import (build_network, episode_spec, make_buffer, make_jax_train, make_train_state,
+from learner import (INT_VALUE_KEYS, build_network, episode_spec, make_buffer, make_jax_train, make_train_state,
                      stores_state, update_block)
 
 
@@ -78,23 +79,36 @@ def make_jax_env(cfg: dict):
 
 
 class JaxBackend:
-    """All seeds in one program: `learner.make_jax_train`'s functions vmapped and jitted."""
+    """All runs in one program: `learner.make_jax_train`'s functions vmapped over runs and jitted.
+    A run is a seed and (in a sweep) its values of learner.VALUE_KEYS; with several local devices
+    the run axis is sharded over them (padded with copies of the last run to a multiple of the
+    device count; the copies are computed and dropped)."""
 
     max_block = 1 << 30
 
-    def __init__(self, cfg: dict, batching: str, seeds: list):
+    def __init__(self, cfg: dict, batching: str, seeds: list, hps: list | None = None, devices=None):
         env, env_params = make_jax_env(cfg)
         network = build_network(cfg, env.num_actions)
         t = make_jax_train(cfg, batching, env, env_params, network)
         self.seeds, self.per_iter, self.cfg = list(seeds), t.per_iter, cfg
-        self._iterate = jax.jit(jax.vmap(t.iterate, in_axes=(0, None)))
-        self._row = jax.jit(jax.vmap(t.row))
+        hps = list(hps or [{}] * len(self.seeds))
+        devices = list(devices or jax.local_devices())
+        pad = (-len(self.seeds)) % len(devices)
+        seeds_p, hps_p = self.seeds + self.seeds[-1:] * pad, hps + hps[-1:] * pad
+        hp = {k: jnp.asarray([h[k] for h in hps_p], jnp.int32 if k in INT_VALUE_KEYS else jnp.float32)
+              for k in hps[0]}
+        self.sharding = None
+        if len(devices) > 1:
+            self.sharding = NamedSharding(Mesh(np.asarray(devices), ("runs",)), PartitionSpec("runs"))
+        shard = {} if self.sharding is None else dict(out_shardings=self.sharding)
+        self._iterate = jax.jit(jax.vmap(t.iterate, in_axes=(0, None)), **shard)
+        self._row = jax.jit(jax.vmap(t.row), **shard)
         self._final = jax.jit(jax.vmap(t.evaluate, in_axes=(0, 0, None)), static_argnums=2)
-        self.carry = jax.jit(jax.vmap(t.init))(jnp.asarray(self.seeds, jnp.uint32))
+        self.carry = jax.jit(jax.vmap(t.init), **shard)(jnp.asarray(seeds_p, jnp.uint32), hp)
 
     def run(self, n: int) -> np.ndarray:
         new = self._iterate(self.carry, jnp.int32(n))
-        bad = np.asarray(new.bad_update)
+        bad = np.asarray(new.bad_update)[: len(self.seeds)]
         if not (bad >= 0).any():
             self.carry = new
         return bad
@@ -109,7 +123,8 @@ class JaxBackend:
         return [{k: v[i] for k, v in out.items()} for i in range(len(self.seeds))]
 
     def counts(self) -> list[tuple[int, int]]:
-        return [(int(e), int(u)) for e, u in zip(np.asarray(self.carry.env_steps), np.asarray(self.carry.updates))]
+        steps, updates = np.asarray(self.carry.env_steps), np.asarray(self.carry.updates)
+        return [(int(steps[i]), int(updates[i])) for i in range(len(self.seeds))]
 
     def params(self, i: int):
         return jax.tree.map(lambda x: np.asarray(x[i]), self.carry.ts.params)
@@ -118,7 +133,8 @@ class JaxBackend:
         return dict(carry=checkpoint.to_plain(self.carry))
 
     def restore(self, saved: dict) -> None:
-        self.carry = checkpoint.from_plain(self.carry, restored("state", lambda: saved["carry"]), "training state")
+        carry = checkpoint.from_plain(self.carry, restored("state", lambda: saved["carry"]), "training state")
+        self.carry = carry if self.sharding is None else jax.device_put(carry, self.sharding)
 
 
 def _mean(values) -> float:

@@ -67,29 +67,61 @@ def make_buffer(cfg: dict, batching: str, obs_dim: int, state_example=None) -> b
     )
 
 
+# The config keys whose values a sweep may vary inside one program (vmapped, sweep.py): each is a
+# value the program reads, not a shape or a code path. Name in TrainState.hyper, or None for the
+# values read elsewhere (the exploration schedule, the initial η and λ of a plastic memory).
+VALUE_KEYS = {
+    "train.lr": "lr", "train.lr_end": "lr_end", "train.gamma": "gamma", "train.huber_delta": "huber_delta",
+    "train.target_tau": "target_tau", "train.eps_start": None, "train.eps_end": None, "train.eps_decay_steps": None,
+    "model.memory_kwargs.eta_init": None, "model.memory_kwargs.lam_init": None,
+}
+INT_VALUE_KEYS = ("train.eps_decay_steps",)  # the integer ones (int32 under vmap); the rest are float32
+
+
+def _lr_span(cfg: dict) -> tuple[int, int]:
+    """(updates the rate is held, updates of its linear decay) for train.lr_end."""
+    tr = cfg["train"]
+    per_iter = tr["steps_per_iter"] * cfg["env"]["num_envs"]
+    iters = -(-max(tr["total_env_steps"] - tr["learning_starts"], 0) // per_iter)
+    total = max(1, iters * tr["updates_per_iter"])
+    hold = int(tr["lr_decay_start"] * total)
+    return hold, max(1, total - hold)
+
+
 def learning_rate(cfg: dict):
     """train.lr, or (train.lr_end set) train.lr held for the first train.lr_decay_start of the run's
     updates, then a linear decay to train.lr_end at the last update."""
     tr = cfg["train"]
     if tr["lr_end"] is None:
         return tr["lr"]
-    per_iter = tr["steps_per_iter"] * cfg["env"]["num_envs"]
-    iters = -(-max(tr["total_env_steps"] - tr["learning_starts"], 0) // per_iter)
-    total = max(1, iters * tr["updates_per_iter"])
-    hold = int(tr["lr_decay_start"] * total)
-    return optax.linear_schedule(tr["lr"], tr["lr_end"], max(1, total - hold), transition_begin=hold)
+    hold, steps = _lr_span(cfg)
+    return optax.linear_schedule(tr["lr"], tr["lr_end"], steps, transition_begin=hold)
 
 
-def make_train_state(cfg: dict, network, obs_dim: int, key):
-    """Fresh parameters, optimiser state and target network for one seed."""
-    tr = cfg["train"]
+def make_train_state(cfg: dict, network, obs_dim: int, key, hp: dict | None = None):
+    """Fresh parameters, optimiser state and target network for one seed. hp: {VALUE_KEYS key:
+    scalar} values that replace the config's (a sweep's setting; traced under vmap)."""
+    tr, hp = cfg["train"], hp or {}
     params = network.init(key, jnp.zeros((1, obs_dim)), jnp.ones((1,), bool))
-    tx = optax.chain(optax.clip_by_global_norm(tr["grad_clip"]), optax.adam(learning_rate(cfg)))
+    for name in ("eta", "lam"):  # a plastic memory's initial η / λ
+        if f"model.memory_kwargs.{name}_init" in hp:
+            memory = dict(params["params"]["memory"], **{name: jnp.asarray(hp[f"model.memory_kwargs.{name}_init"], jnp.float32)})
+            params = dict(params, params=dict(params["params"], memory=memory))
+    hyper = {VALUE_KEYS[k]: v for k, v in hp.items() if VALUE_KEYS.get(k)}
+    hold, steps = _lr_span(cfg) if tr["lr_end"] is not None else (0, 1)
     loss_cfg = LossConfig(
         gamma=tr["gamma"], huber_delta=tr["huber_delta"], target_mode=tr["target_mode"],
         target_period=tr["target_period"], target_tau=tr["target_tau"], n_step=tr["n_step"],
+        lr_hold=hold, lr_steps=steps,
     )
-    return create_train_state(network, params, tx, loss_cfg)
+    if "lr" in hyper or "lr_end" in hyper:  # the rate is a value of the state: tx stops before it
+        hyper.setdefault("lr", jnp.float32(tr["lr"]))
+        if tr["lr_end"] is not None:
+            hyper.setdefault("lr_end", jnp.float32(tr["lr_end"]))
+        tx = optax.chain(optax.clip_by_global_norm(tr["grad_clip"]), optax.scale_by_adam())
+    else:
+        tx = optax.chain(optax.clip_by_global_norm(tr["grad_clip"]), optax.adam(learning_rate(cfg)))
+    return create_train_state(network, params, tx, loss_cfg, hyper)
 
 
 def update_block(sample, num_updates: int):
@@ -138,11 +170,12 @@ class Carry:
     fallbacks: jax.Array  # parallel-scan fallbacks since the last row
     dropped: jax.Array  # episodes the collector had no slot for since the last row
     bad_update: jax.Array  # first update (1-based) with a non-finite loss or parameter; -1: none
+    hp: dict = struct.field(default_factory=dict)  # a sweep's values of VALUE_KEYS for this run
 
 
 class JaxTrain(NamedTuple):
     """The jax backend's pure functions for one seed (vmap and jit them):
-    init(seed) -> Carry; iterate(carry, n) -> carry after n iterations (n may be traced);
+    init(seed, hp={}) -> Carry (hp: {VALUE_KEYS key: scalar}, a sweep's setting); iterate(carry, n) -> carry after n iterations (n may be traced);
     row(carry) -> (carry with the row's sums cleared, dict of the row's metrics but wall_s);
     evaluate(params, key, n_trials) -> dict(performance, reward_per_trial, trials)."""
 
@@ -167,18 +200,22 @@ def make_jax_train(cfg: dict, batching: str, env, env_params, network) -> JaxTra
     per_iter = tr["steps_per_iter"] * num_envs
     max_rows = collector.max_rows_per_call()
 
-    def init(seed):
+    def init(seed, hp=None):
         key, k_init, k_col = jax.random.split(jax.random.PRNGKey(seed), 3)
         zi, zf = jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32)
         return Carry(
-            ts=make_train_state(cfg, network, obs_dim, k_init), buffer=buffer.init(),
+            ts=make_train_state(cfg, network, obs_dim, k_init, hp), buffer=buffer.init(), hp=dict(hp or {}),
             collector=collector.init(k_col), key=key, eval_key=jax.random.fold_in(jax.random.PRNGKey(seed), 1),
             env_steps=zi, updates=zi, trials=zi, correct=zf, loss_sum=zf, q_sum=zf, grad_norm_sum=zf, train_iters=zi,
             fallbacks=zi, dropped=zi, bad_update=jnp.full((), -1, jnp.int32),
         )
 
+    def epsilon(c: Carry, env_steps):
+        v = lambda name: c.hp.get(f"train.{name}", tr[name])
+        return epsilon_at(env_steps, v("eps_start"), v("eps_end"), v("eps_decay_steps"))
+
     def iteration(c: Carry) -> Carry:
-        eps = epsilon_at(c.env_steps, tr["eps_start"], tr["eps_end"], tr["eps_decay_steps"])
+        eps = epsilon(c, c.env_steps)
         key, k_col, k_train = jax.random.split(c.key, 3)
         cs, episodes, stats = collector.collect(c.ts.params, c.collector, eps, k_col)
         bs = buffer.add(c.buffer, episodes, max_rows=max_rows)
@@ -203,7 +240,7 @@ def make_jax_train(cfg: dict, batching: str, env, env_params, network) -> JaxTra
 
     def row(c: Carry):
         result = evaluate(c.ts.params, c.eval_key, ev["trials"])
-        eps = epsilon_at(c.env_steps - per_iter, tr["eps_start"], tr["eps_end"], tr["eps_decay_steps"])
+        eps = epsilon(c, c.env_steps - per_iter)
         n_it = jnp.maximum(c.train_iters, 1)
         mean = lambda total: jnp.where(c.train_iters > 0, total / n_it, jnp.nan)
         values = dict(

@@ -26,11 +26,23 @@ class LossConfig:
     target_period: int = struct.field(pytree_node=False, default=100)  # updates between hard copies
     target_tau: float = struct.field(pytree_node=False, default=0.005)  # Polyak rate
     n_step: int = struct.field(pytree_node=False, default=1)  # transitions summed before bootstrapping
+    # the learning-rate schedule when the rate is a value of the state (TrainState.hyper["lr"]):
+    # held for lr_hold updates, then linear to hyper["lr_end"] over lr_steps updates (when given)
+    lr_hold: int = struct.field(pytree_node=False, default=0)
+    lr_steps: int = struct.field(pytree_node=False, default=1)
+
+
+# Settings an update can take as values of the state (TrainState.hyper) instead of constants, so
+# that runs with different values vmap together (sweep.py): the LossConfig fields and the rate.
+HYPER_KEYS = ("gamma", "huber_delta", "target_tau", "lr", "lr_end")
 
 
 @struct.dataclass
 class TrainState:
-    """Everything an update changes, plus the static network, optimiser and loss settings."""
+    """Everything an update changes, plus the static network, optimiser and loss settings.
+
+    hyper: {name in HYPER_KEYS: scalar array} overriding the constants of cfg (and, with "lr",
+    the optimiser's rate: tx is then the rate-free part, see `update`); empty for a plain run."""
 
     params: Any
     target_params: Any
@@ -39,9 +51,10 @@ class TrainState:
     network: Any = struct.field(pytree_node=False)
     tx: Any = struct.field(pytree_node=False)
     cfg: LossConfig = struct.field(pytree_node=False)
+    hyper: dict = struct.field(default_factory=dict)
 
 
-def create_train_state(network, params, tx, cfg: LossConfig) -> TrainState:
+def create_train_state(network, params, tx, cfg: LossConfig, hyper: dict | None = None) -> TrainState:
     return TrainState(
         params=params,
         target_params=jax.tree.map(jnp.array, params),
@@ -50,7 +63,19 @@ def create_train_state(network, params, tx, cfg: LossConfig) -> TrainState:
         network=network,
         tx=tx,
         cfg=cfg,
+        hyper=dict(hyper or {}),
     )
+
+
+def hyper_learning_rate(cfg: LossConfig, hyper: dict, count):
+    """The rate of update number `count` (0-based) when it is a value of the state: hyper["lr"],
+    held for cfg.lr_hold updates, then linear to hyper["lr_end"] over cfg.lr_steps (if given)."""
+    if "lr_end" not in hyper:
+        return hyper["lr"]
+    # optax.linear_schedule's arithmetic, so that a value equal to the config's gives the same run
+    done = jnp.clip(count - cfg.lr_hold, 0, cfg.lr_steps)
+    frac = 1 - done / cfg.lr_steps
+    return (hyper["lr"] - hyper["lr_end"]) * frac + hyper["lr_end"]
 
 
 def td_huber(q, q_target, action, reward, bootstrap, mask, gamma, delta, n_step=1):
@@ -163,15 +188,21 @@ def update(train_state: TrainState, batch):
     draws no randomness. Returns (train state, metrics: loss, grad_norm, q_mean, transitions,
     scan_fallbacks)."""
     ts = train_state
+    cfg = ts.cfg
+    if ts.hyper:  # values of the state in place of the constants (a sweep's vmapped settings)
+        cfg = cfg.replace(**{k: v for k, v in ts.hyper.items() if k in ("gamma", "huber_delta", "target_tau")})
     (loss, aux), grads = jax.value_and_grad(batch_loss, has_aux=True)(
-        ts.params, ts.target_params, ts.network, batch, ts.cfg
+        ts.params, ts.target_params, ts.network, batch, cfg
     )
     updates, opt_state = ts.tx.update(grads, ts.opt_state, ts.params)
+    if "lr" in ts.hyper:  # tx stops before the rate: scale as optax's scale_by_learning_rate does
+        rate = hyper_learning_rate(cfg, ts.hyper, ts.updates)
+        updates = jax.tree.map(lambda u: -rate * u, updates)
     params = ts.network.project(optax.apply_updates(ts.params, updates))
     n = ts.updates + 1
-    if ts.cfg.target_mode == "polyak":
-        target = optax.incremental_update(params, ts.target_params, ts.cfg.target_tau)
+    if cfg.target_mode == "polyak":
+        target = optax.incremental_update(params, ts.target_params, cfg.target_tau)
     else:
-        target = optax.periodic_update(params, ts.target_params, n, ts.cfg.target_period)
+        target = optax.periodic_update(params, ts.target_params, n, cfg.target_period)
     metrics = dict(loss=loss, grad_norm=optax.tree.norm(grads), **aux)
     return ts.replace(params=params, target_params=target, opt_state=opt_state, updates=n), metrics

@@ -154,8 +154,9 @@ def train(cfg: dict, batching: str, runs=None, progress: bool = True, seeds=None
 
 
 def drive(backend: Backend, cfg: dict, batching: str, runs: list, seeds: list, group: int, n_groups: int,
-          ckpt, resume: dict | None, stop: StopFlag, progress: bool) -> list[dict]:
-    """Train one group of seeds to the end (see the module docstring); returns their summaries."""
+          ckpt, resume: dict | None, stop: StopFlag, progress: bool, run_cfgs: list | None = None) -> list[dict]:
+    """Train one group of seeds to the end (see the module docstring); returns their summaries.
+    run_cfgs: each run's own config for its summary and target (a sweep's settings), else cfg."""
     tr, ev = cfg["train"], cfg["eval"]
     per_iter, mine = backend.per_iter, backend.seeds
     total = -(-tr["total_env_steps"] // per_iter)
@@ -170,8 +171,9 @@ def drive(backend: Backend, cfg: dict, batching: str, runs: list, seeds: list, g
         last_ckpt = done
         if len(saved) != len(mine):
             raise checkpoint.CheckpointError(f"the checkpoint holds {len(saved)} seeds' bookkeeping, expected {len(mine)}")
+    run_cfgs = run_cfgs or [cfg] * len(mine)
     trackers = restored("metrics bookkeeping", lambda: [
-        Tracker(cfg, batching, s, r, sv, seeds_in_program=len(mine)) for s, r, sv in zip(mine, runs, saved)])
+        Tracker(c, batching, s, r, sv, seeds_in_program=len(mine)) for c, s, r, sv in zip(run_cfgs, mine, runs, saved)])
     t0 = time.perf_counter() - elapsed
 
     def save(finished=False):

@@ -11,7 +11,8 @@ import jax.numpy as jnp
 
 def epsilon_at(env_steps, start: float, end: float, decay_steps: int):
     """Linearly decayed exploration rate after `env_steps` environment steps."""
-    frac = jnp.clip(env_steps / max(decay_steps, 1), 0.0, 1.0)
+    decay = jnp.maximum(decay_steps, 1) if isinstance(decay_steps, jax.Array) else max(decay_steps, 1)  # traced in sweeps
+    frac = jnp.clip(env_steps / decay, 0.0, 1.0)
     return start + frac * (end - start)
 
 

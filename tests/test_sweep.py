@@ -1,0 +1,151 @@
+"""python -m sweep: settings x seeds in one program, checked against the entry point's own runs,
+sharded over 4 (forced) CPU devices, interrupted and resumed, and refusing bad grids in one line."""
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sweep
+from cli import cli_main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = """\
+env: {task: PerceptualDecisionMaking-v0, num_envs: 4}
+episode: {trials: 2, max_steps: 60}
+model: {memory: mpn, memory_kwargs: {hidden: 8, input_proj: 4, input_bias: true}, head: [8]}
+train: {total_env_steps: 768, steps_per_iter: 16, learning_starts: 128, buffer_capacity: 2048, lr_end: null}
+tape: {size: 128}
+eval: {every_env_steps: 256, trials: 10, final_trials: 10, num_envs: 4}
+"""
+GRID = ["--grid", "train.lr=0.001,0.004", "--grid", "train.gamma=0.8"]
+
+
+def rows(d: Path) -> list:
+    """metrics.csv without wall_s."""
+    lines = (d / "metrics.csv").read_text().splitlines()
+    wall = lines[0].split(",").index("wall_s")
+    return [[c for i, c in enumerate(line.split(",")) if i != wall] for line in lines]
+
+
+def assert_same_run(a: Path, b: Path, exact: bool = False) -> None:
+    """The same metrics rows and parameters: byte for byte when the two programs trained the same
+    number of runs side by side; otherwise to float32 rounding, since XLA's CPU kernels sum in
+    an order that depends on the vmapped batch size (the parameters then differ by ~1e-8)."""
+    from flax import serialization
+
+    assert rows(a) == rows(b), (a, b)
+    pa, pb = ((d / "params.msgpack").read_bytes() for d in (a, b))
+    if exact:
+        assert hashlib.sha256(pa).digest() == hashlib.sha256(pb).digest(), (a, b)
+        return
+    import jax
+
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6),
+                 serialization.msgpack_restore(pa), serialization.msgpack_restore(pb))
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    path = tmp_path_factory.mktemp("exp") / "tiny.yaml"
+    path.write_text(TINY)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(experiment, tmp_path_factory):
+    """A 2-setting x 2-seed sweep in one program (this process: one CPU device)."""
+    out = tmp_path_factory.mktemp("sweep") / "ref"
+    assert sweep.main([str(experiment), *GRID, "--seeds", "2", "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_one_program_of_runs_equals_the_entry_points_runs(experiment, reference, tmp_path):
+    plan = json.loads((reference / "sweep.json").read_text())
+    assert len(plan["programs"]) == 1 and len(plan["programs"][0]["runs"]) == 4
+    assert plan["programs"][0]["value_keys"] == ["train.lr", "train.gamma"]
+    out = tmp_path / "single"
+    assert cli_main([str(experiment), "--set", "train.lr=0.004", "--set", "train.gamma=0.8", "--seeds", "2",
+                     "--out", str(out), "--no-progress"], "tape") == 0
+    for seed in (0, 1):  # 4 runs side by side against 2
+        assert_same_run(reference / f"lr=0.004,gamma=0.8/seed{seed}", out / f"seed{seed}")
+    run = json.loads((reference / "lr=0.001,gamma=0.8/seed1/run.json").read_text())
+    assert run["batching"] == "tape" and run["setting"] == {"train.lr": 0.001, "train.gamma": 0.8}
+
+
+def test_sharded_over_four_devices_equals_one_device(experiment, reference, tmp_path):
+    out = tmp_path / "sharded"
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    proc = subprocess.run([sys.executable, "-m", "sweep", str(experiment), *GRID, "--seeds", "2", "--out", str(out),
+                           "--no-progress"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for d in sorted(p.relative_to(reference) for p in reference.glob("*/seed*")):  # 1 run per device against 4
+        assert_same_run(out / d, reference / d)
+
+
+class StopAfterFirstRow:
+    """A stop flag that reads SIGINT once the program has a checkpoint and a metrics row."""
+
+    def __init__(self, top: Path):
+        self.top = top
+
+    def __call__(self, signum, frame):  # installed as the signal handler
+        pass
+
+    @property
+    def signum(self):
+        rows = [len(p.read_text().splitlines()) for p in self.top.glob("*/seed*/metrics.csv")]
+        return signal.SIGINT if rows and min(rows) >= 2 else None
+
+
+def test_interrupted_sweep_resumes_to_the_same_runs(experiment, reference, tmp_path, monkeypatch):
+    out = tmp_path / "interrupted"
+    monkeypatch.setattr("training.StopFlag", lambda: StopAfterFirstRow(out))
+    assert sweep.main([str(experiment), *GRID, "--seeds", "2", "--out", str(out), "--no-progress"]) == 128 + signal.SIGINT
+    assert not list(out.glob("*/seed*/summary.json"))
+    monkeypatch.undo()
+    assert sweep.main(["--resume", str(out), "--no-progress"]) == 0
+    for d in sorted(p.relative_to(reference) for p in reference.glob("*/seed*")):
+        assert_same_run(out / d, reference / d, exact=True)
+    assert sweep.main(["--resume", str(out), "--no-progress"]) == 0  # all finished: nothing to do
+
+
+def test_table_and_plot(reference, tmp_path):
+    from plotting.sweep import main
+
+    assert main([str(reference), "--out", str(tmp_path / "s.png"), "--table", str(tmp_path / "s.md")]) == 0
+    text = (tmp_path / "s.md").read_text()
+    assert "| train.lr | train.gamma |" in text and "| 0.004 | 0.8 | 2/2 |" in text
+    assert (tmp_path / "s.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--grid", "seed=1,2"], "--grid seed: cannot vary"),
+    (["--grid", "train.lrr=0.1"], "unknown key 'train.lrr'"),
+    (["--grid", "train.lr=fast"], "train.lr"),
+    (["--grid", "train.gamma=0.5,1.5"], "--grid train.gamma=1.5"),
+    (["--grid", "env.backend=neurogym"], "cannot vary"),
+    (["--grid", "train.lr"], "expected KEY=V1,V2"),
+    (["--grid", "train.lr=0.1", "--grid", "train.lr=0.2"], "given twice"),
+    (["--seeds", "0"], "--seeds 0"),
+])
+def test_bad_grids_are_one_line_and_write_nothing(experiment, tmp_path, capsys, flags, needle):
+    out = tmp_path / "bad"
+    assert sweep.main([str(experiment), *flags, "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_a_sweep_file_gives_the_same_plan_as_flags(experiment, tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text(f"config: {experiment}\nseeds: 2\ngrid:\n  train.lr: [0.001, 0.004]\n  train.gamma: [0.8]\n")
+    spec = sweep.read_sweep_file(str(f))
+    a = sweep.make_plan(spec["config"], spec["grid"], spec["seeds"], spec["batching"], spec["set"])
+    b = sweep.make_plan(str(experiment), sweep.parse_grid(GRID[1::2]), 2, "tape", [])
+    assert a == b
