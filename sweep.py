@@ -325,11 +325,15 @@ def main(argv=None) -> int:
                              [*spec["set"], *args.set])
             check_programs(plan)
             name = Path(spec["config"]).stem
+            if processes > 1 and not (args.out or spec["out"]):
+                raise ConfigError("--out: give the sweep folder to every process of a multi-process sweep")
             top = Path(args.out or spec["out"] or Path("runs") / f"sweep-{name}-{datetime.now():%Y%m%d-%H%M%S}")
             if process == 0:
                 RunFolder.check(top)
                 make_folder(top, "--out")
                 atomic_write(top / PLAN, json.dumps(plan, indent=1).encode())
+            else:  # the others write into the folder only once process 0 has checked and claimed it
+                _wait_for(top / PLAN, plan)
         n_runs = sum(len(p["runs"]) for p in plan["programs"])
         print(f"{PROG}: {n_runs} runs in {len(plan['programs'])} program(s), writing {top}/"
               + (f" (process {process} of {processes})" if processes > 1 else ""), file=sys.stderr)
@@ -352,9 +356,28 @@ def main(argv=None) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    print(f"{PROG}: {trained} run(s) trained, all {n_runs} finished in {top}/; "
+    done = sum((top / r["dir"] / "summary.json").is_file() for p in plan["programs"] for r in p["runs"])
+    print(f"{PROG}: {trained} run(s) trained by this process; {done} of {n_runs} finished in {top}/; "
           f"table and plot: python -m plotting.sweep {top}")
     return 0
+
+
+def _wait_for(path: Path, plan: dict, timeout: float = 600.0) -> None:
+    """Wait until process 0 has written the plan, and check it is this one."""
+    import time
+
+    t0 = time.monotonic()
+    while not path.is_file():
+        if time.monotonic() - t0 > timeout:
+            raise ConfigError(f"--out {path.parent}: process 0 did not write {PLAN} within {timeout:.0f} s")
+        time.sleep(0.2)
+    time.sleep(0.2)  # written atomically; a moment for a slow shared file system
+    try:
+        theirs = json.loads(path.read_text())
+    except (OSError, ValueError):
+        raise ConfigError(f"--out {path.parent}: cannot read process 0's {PLAN}") from None
+    if [p["run_id"] for p in theirs.get("programs", [])] != [p["run_id"] for p in plan["programs"]]:
+        raise ConfigError(f"--out {path.parent}: process 0 planned another sweep (different arguments?)")
 
 
 def _is_sweep_file(path: str) -> bool:

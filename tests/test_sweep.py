@@ -149,3 +149,22 @@ def test_a_sweep_file_gives_the_same_plan_as_flags(experiment, tmp_path):
     a = sweep.make_plan(spec["config"], spec["grid"], spec["seeds"], spec["batching"], spec["set"])
     b = sweep.make_plan(str(experiment), sweep.parse_grid(GRID[1::2]), 2, "tape", [])
     assert a == b
+
+
+def test_two_processes_on_localhost_give_the_same_runs(experiment, reference, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "two"
+    procs = [subprocess.Popen([sys.executable, "-m", "sweep", str(experiment), *GRID, "--seeds", "2", "--out", str(out),
+                               "--no-progress", "--coordinator", f"localhost:{port}", "--num-processes", "2",
+                               "--process-id", str(i)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for i in (0, 1)]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-2000:]
+    assert sorted(p.name for p in (out / "programs" / "p0").iterdir()) == ["process0", "process1"]
+    for d in sorted(p.relative_to(reference) for p in reference.glob("*/seed*")):  # 2 runs per process against 4
+        assert_same_run(out / d, reference / d)
