@@ -86,7 +86,9 @@ class JaxBackend:
 
     max_block = 1 << 30
 
-    def __init__(self, cfg: dict, batching: str, seeds: list, hps: list | None = None, devices=None):
+    def __init__(self, cfg: dict, batching: str, seeds: list, hps: list | None = None, devices=None,
+                 state_dir=None):
+        """state_dir: where a sharded state is checkpointed with orbax (None: pickled, gathered)."""
         env, env_params = make_jax_env(cfg)
         network = build_network(cfg, env.num_actions)
         t = make_jax_train(cfg, batching, env, env_params, network)
@@ -100,6 +102,7 @@ class JaxBackend:
         self.sharding = None
         if len(devices) > 1:
             self.sharding = NamedSharding(Mesh(np.asarray(devices), ("runs",)), PartitionSpec("runs"))
+        self.state_dir = state_dir if self.sharding is not None else None
         shard = {} if self.sharding is None else dict(out_shardings=self.sharding)
         self._iterate = jax.jit(jax.vmap(t.iterate, in_axes=(0, None)), **shard)
         self._row = jax.jit(jax.vmap(t.row), **shard)
@@ -129,10 +132,38 @@ class JaxBackend:
     def params(self, i: int):
         return jax.tree.map(lambda x: np.asarray(x[i]), self.carry.ts.params)
 
+    def _orbax(self):
+        """An orbax CheckpointManager on state_dir, confined to this process (in a multi-process
+        sweep every process checkpoints its own program on its own schedule)."""
+        import orbax.checkpoint as ocp
+
+        multi = ocp.options.MultiprocessingOptions(active_processes={jax.process_index()}) if jax.process_count() > 1 \
+            else ocp.options.MultiprocessingOptions()
+        return ocp, ocp.CheckpointManager(self.state_dir.resolve(), options=ocp.CheckpointManagerOptions(
+            max_to_keep=2, enable_async_checkpointing=False, multiprocessing_options=multi))
+
     def state(self) -> dict:
-        return dict(carry=checkpoint.to_plain(self.carry))
+        if self.state_dir is None:
+            return dict(carry=checkpoint.to_plain(self.carry))
+        # sharded: each device's shard written as it is (no gathering); the pickled checkpoint
+        # names the step, and the previous step stays until the next one is complete
+        ocp, manager = self._orbax()
+        step = (manager.latest_step() or 0) + 1
+        manager.save(step, args=ocp.args.StandardSave(self.carry))
+        manager.wait_until_finished()
+        manager.close()
+        return dict(orbax_step=step)
 
     def restore(self, saved: dict) -> None:
+        if "orbax_step" in saved:
+            if self.state_dir is None:
+                raise checkpoint.CheckpointError("its state was written by orbax for sharded devices; run it on as many devices")
+            ocp, manager = self._orbax()
+            abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), self.carry)
+            self.carry = restored("sharded state", lambda: manager.restore(int(saved["orbax_step"]),
+                                                                          args=ocp.args.StandardRestore(abstract)))
+            manager.close()
+            return
         carry = checkpoint.from_plain(self.carry, restored("state", lambda: saved["carry"]), "training state")
         self.carry = carry if self.sharding is None else jax.device_put(carry, self.sharding)
 

@@ -234,7 +234,8 @@ def run_program(top: Path, program: dict, batching: str, process: int, processes
     else:
         last = [t.get("last") for t in ck["trackers"]]
         folders = [RunFolder.reopen(d, int(n), l) for d, n, l in zip(dirs, ck["rows"], last)]
-    backend = JaxBackend(program["config"], batching, [r["seed"] for r in mine], [r["hp"] for r in mine])
+    backend = JaxBackend(program["config"], batching, [r["seed"] for r in mine], [r["hp"] for r in mine],
+                         state_dir=folder / "state")
     ckpt = Checkpointer(folder, program["run_id"], folders)
     drive(backend, program["config"], batching, folders, [r["seed"] for r in mine], 0, 1, ckpt, ck, stop, progress,
           run_cfgs=[r["config"] for r in mine])

@@ -78,14 +78,49 @@ def test_one_program_of_runs_equals_the_entry_points_runs(experiment, reference,
     assert run["batching"] == "tape" and run["setting"] == {"train.lr": 0.001, "train.gamma": 0.8}
 
 
-def test_sharded_over_four_devices_equals_one_device(experiment, reference, tmp_path):
-    out = tmp_path / "sharded"
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+FOUR = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+
+
+@pytest.fixture(scope="module")
+def sharded(experiment, tmp_path_factory):
+    """The reference sweep on 4 (forced) CPU devices, one run per device."""
+    out = tmp_path_factory.mktemp("sweep") / "sharded"
     proc = subprocess.run([sys.executable, "-m", "sweep", str(experiment), *GRID, "--seeds", "2", "--out", str(out),
-                           "--no-progress"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                           "--no-progress"], cwd=ROOT, env=FOUR, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    return out
+
+
+def test_sharded_over_four_devices_equals_one_device(reference, sharded):
     for d in sorted(p.relative_to(reference) for p in reference.glob("*/seed*")):  # 1 run per device against 4
-        assert_same_run(out / d, reference / d)
+        assert_same_run(sharded / d, reference / d)
+
+
+INTERRUPT = """
+import signal, sys
+from pathlib import Path
+sys.path.insert(0, {root!r})
+import sweep, training
+sys.path.insert(0, {tests!r})
+from test_sweep import StopAfterFirstRow
+training.StopFlag = lambda: StopAfterFirstRow(Path({out!r}))
+sys.exit(sweep.main({argv!r}))
+"""
+
+
+def test_a_sharded_sweep_resumes_from_its_orbax_checkpoint(experiment, sharded, tmp_path):
+    out = tmp_path / "sharded_resumed"
+    argv = [str(experiment), *GRID, "--seeds", "2", "--out", str(out), "--no-progress"]
+    code = INTERRUPT.format(root=str(ROOT), tests=str(ROOT / "tests"), out=str(out), argv=argv)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=FOUR, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 128 + signal.SIGINT, proc.stderr[-2000:]
+    state = out / "programs" / "p0" / "process0" / "state"
+    assert sorted(p.name for p in state.iterdir() if p.name.isdigit()), "orbax wrote no step"
+    proc = subprocess.run([sys.executable, "-m", "sweep", "--resume", str(out), "--no-progress"], cwd=ROOT, env=FOUR,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for d in sorted(p.relative_to(sharded) for p in sharded.glob("*/seed*")):
+        assert_same_run(out / d, sharded / d, exact=True)
 
 
 class StopAfterFirstRow:
