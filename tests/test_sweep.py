@@ -138,18 +138,6 @@ class StopAfterFirstRow:
         return signal.SIGINT if rows and min(rows) >= 2 else None
 
 
-def test_interrupted_sweep_resumes_to_the_same_runs(experiment, reference, tmp_path, monkeypatch):
-    out = tmp_path / "interrupted"
-    monkeypatch.setattr("training.StopFlag", lambda: StopAfterFirstRow(out))
-    assert sweep.main([str(experiment), *GRID, "--seeds", "2", "--out", str(out), "--no-progress"]) == 128 + signal.SIGINT
-    assert not list(out.glob("*/seed*/summary.json"))
-    monkeypatch.undo()
-    assert sweep.main(["--resume", str(out), "--no-progress"]) == 0
-    for d in sorted(p.relative_to(reference) for p in reference.glob("*/seed*")):
-        assert_same_run(out / d, reference / d, exact=True)
-    assert sweep.main(["--resume", str(out), "--no-progress"]) == 0  # all finished: nothing to do
-
-
 def test_table_and_plot(reference, tmp_path):
     from plotting.sweep import main
 
