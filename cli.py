@@ -14,12 +14,24 @@ import json
 import os
 import signal
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import jax
+_TIMING = os.environ.get("MPN_DQN_TIMING") == "1"
+
+
+def _mark(label: str, at: float | None = None) -> None:
+    """With MPN_DQN_TIMING=1, print `MPN_DQN_TIMING <unix time> <label>` to stderr (what
+    benchmarks/coldstart.py reads); otherwise nothing."""
+    if _TIMING:
+        print(f"MPN_DQN_TIMING {time.time() if at is None else at:.6f} {label}", file=sys.stderr, flush=True)
+
+
+_mark("cli")
+import jax  # after the mark: importing jax is most of the start-up
 import jax.numpy as jnp
 import numpy as np
 
@@ -31,6 +43,8 @@ from config import ConfigError, load, one_line
 from learner import build_network, episode_spec, make_buffer, stores_state
 from runs import LOCK_FILE, RUN_FILE, RunFolder, RunLock, RunStopped, atomic_write, make_folder
 from training import Checkpointer, StopFlag, train
+
+_mark("imports")
 
 
 # ---- checks before anything is written -----------------------------------------------------
@@ -141,10 +155,14 @@ def probe_env(cfg: dict, n_trials: int = 8) -> dict:
     task, kw, cap = cfg["env"]["task"], cfg["env"]["kwargs"], cfg["episode"]["max_steps"] + 1
     if cfg["env"]["backend"] == "jax":
         env, params = make_jax_env(cfg)
-        try:
+
+        @jax.jit  # one small program (kept in the compile cache), not dozens of eager operations
+        def lengths(params):
             keys = jax.random.split(jax.random.PRNGKey(0), n_trials)
-            states = jax.vmap(lambda k: env.reset(k, params)[1])(keys)
-            steps = [min(int(x), cap) for x in np.asarray(jax.vmap(env.trial_length)(states))]
+            return jax.vmap(lambda k: env.trial_length(env.reset(k, params)[1]))(keys)
+
+        try:
+            steps = [min(int(x), cap) for x in np.asarray(lengths(params))]
         except Exception as e:
             raise ConfigError(f"env.kwargs: {task} fails with them: {type(e).__name__}: {one_line(e)}") from None
         return dict(obs_dim=env.obs_dim, num_actions=env.num_actions, trial_steps=steps, env=env, env_params=params)
@@ -171,8 +189,9 @@ def probe_env(cfg: dict, n_trials: int = 8) -> dict:
 def check_network(network, obs_dim: int) -> None:
     """Build the network once on abstract inputs: a memory setting it cannot be built with (e.g. a
     size of zero) is refused as a config error instead of failing inside the first update."""
+    spec = jax.ShapeDtypeStruct  # abstract inputs: nothing is computed, so nothing is compiled
     try:
-        jax.eval_shape(network.init, jax.random.PRNGKey(0), jnp.zeros((1, obs_dim)), jnp.ones((1,), bool))
+        jax.eval_shape(network.init, spec((2,), jnp.uint32), spec((1, obs_dim), jnp.float32), spec((1,), jnp.bool_))
     except Exception as e:
         raise ConfigError(f"model.memory_kwargs: the network cannot be built with them: {type(e).__name__}: {one_line(e)}") from None
 
@@ -184,7 +203,7 @@ def check_network(network, obs_dim: int) -> None:
 
 def enable_compile_cache() -> None:
     """Keep compiled XLA programs on disk (JAX_COMPILATION_CACHE_DIR, default
-    ~/.cache/mpn-dqn/xla) so that a second run of the same experiment skips most compilation.
+    ~/.cache/mpn-dqn/xla) so that a second run of the same experiment compiles nothing.
     A cache folder that cannot be made is skipped with a warning (the run just compiles)."""
     path = Path(os.environ.get("JAX_COMPILATION_CACHE_DIR") or Path.home() / ".cache" / "mpn-dqn" / "xla")
     try:
@@ -195,15 +214,57 @@ def enable_compile_cache() -> None:
         print(f"warning: compile cache {path} unusable ({e.strerror or e}); compiling without it", file=sys.stderr)
         return
     jax.config.update("jax_compilation_cache_dir", str(path))
-    # programs that compile faster than this are not worth a disk write; the variable lets the
-    # tests share even the small ones between processes
-    text = os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "1.0")
+    # every program, however small, goes to the cache (jax's default keeps only those that took
+    # a second to compile): loading a small one costs less than compiling it again. The variable
+    # sets another threshold in seconds.
+    text = os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     try:
         min_secs = float(text)
     except ValueError:
-        print(f"warning: JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS={text!r} is not a number; using 1.0", file=sys.stderr)
-        min_secs = 1.0
+        print(f"warning: JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS={text!r} is not a number; using 0", file=sys.stderr)
+        min_secs = 0.0
     jax.config.update("jax_persistent_cache_min_compile_time_secs", min_secs)
+
+
+_COMPILE = "/jax/core/compile/backend_compile_duration"  # one per XLA program: compiled or loaded from the cache
+_TRACE = "/jax/core/compile/jaxpr_trace_duration"
+
+
+def _instrument() -> None:
+    """MPN_DQN_TIMING=1: also mark every XLA program (compiled, or loaded from the persistent
+    cache: `cache_hit` comes first), every trace of a jitted function, and the backend's first
+    calls (`backend` made, `run` called: the set-up is over, `row` returned: the first row)."""
+    import training
+    from jax import monitoring
+
+    def span(event, start, end, **kw):
+        if event in (_COMPILE, _TRACE):
+            _mark(f"{'compile' if event == _COMPILE else 'trace'} {end - start:.4f} {kw.get('fun_name', '?')}", end)
+
+    monitoring.register_event_time_span_listener(span)
+    monitoring.register_event_listener(lambda event, **kw: _mark("cache_hit") if event.endswith("/cache_hits") else None)
+    make = training.make_backend
+
+    def make_backend(*args, **kwargs):
+        backend = make(*args, **kwargs)
+        _mark("backend")
+        run, row = backend.run, backend.row
+
+        def first_run(n):
+            _mark("run")
+            backend.run = run
+            return run(n)
+
+        def first_row():
+            out = row()
+            _mark("row")
+            backend.row = row
+            return out
+
+        backend.run, backend.row = first_run, first_row
+        return backend
+
+    training.make_backend = make_backend
 
 
 @dataclass
@@ -241,6 +302,8 @@ def cli_main(argv: list[str], batching: str, pending: list | None = None) -> int
     try:
         args = _parser(prog, batching).parse_args(argv)
         enable_compile_cache()
+        if _TIMING:
+            _instrument()
         if args.resume:
             if args.config or args.set or args.seed is not None or args.out or args.seeds != 1:
                 raise ConfigError("--resume takes no config file, --set, --seed, --seeds or --out: the run's own are used")
@@ -253,6 +316,7 @@ def cli_main(argv: list[str], batching: str, pending: list | None = None) -> int
             raise RunStopped(f"{signal.Signals(stop.signum).name} before training started; nothing was written",
                              128 + stop.signum)
         print(f"{prog}: writing {session.top}/", file=sys.stderr)
+        _mark("train")
         ckpt = Checkpointer(session.top, session.run_id, session.runs)
         summaries = train(session.cfg, batching, session.runs, not args.no_progress, session.seeds, ckpt,
                           session.resume, stop)
@@ -315,11 +379,14 @@ def _new_run(args, prog, batching) -> Session:
     seeds = [cfg["seed"] + i for i in range(args.seeds)]
     if seeds[-1] >= 2**32:
         raise ConfigError(f"--seed {cfg['seed']}: seeds must stay below 2**32")
+    _mark("config")
     info = probe_env(cfg)
+    _mark("probed")
     network = build_network(cfg, info["num_actions"])
     check_network(network, info["obs_dim"])
     check_trials(cfg, info)
     check_resources(cfg, batching, network, info["obs_dim"], info["num_actions"], len(seeds))
+    _mark("checked")
     if cfg["env"]["backend"] == "jax":
         store_state = stores_state(cfg, batching)
         collector = JaxCollector(info["env"], info["env_params"], network, episode_spec(cfg), cfg["env"]["num_envs"],

@@ -325,16 +325,19 @@ MEMORY_KWARGS = {
 
 def check(cfg: dict, where: str) -> None:
     """Checks that involve several keys or outside registries."""
-    from collector.ngym_compat import registered_tasks
+    from collector.tasks import JAX_TASKS  # the registry of the ports (imports no JAX)
     from memory import MEMORY_NAMES
 
     task = cfg["env"]["task"]
-    tasks = registered_tasks()
-    if task not in tasks:
-        raise ConfigError(f"{where}: env.task: unknown NeuroGym task '{task}'{_suggest(task, tasks)}")
-    if cfg["env"]["backend"] == "jax":
-        from collector.tasks import JAX_TASKS  # the registry of the ports (imports no JAX)
+    # every port is a registered neurogym task: a jax run of a ported task need not import neurogym
+    # (about a second of start-up: matplotlib, scipy)
+    if not (cfg["env"]["backend"] == "jax" and task in JAX_TASKS):
+        from collector.ngym_compat import registered_tasks
 
+        tasks = registered_tasks()
+        if task not in tasks:
+            raise ConfigError(f"{where}: env.task: unknown NeuroGym task '{task}'{_suggest(task, tasks)}")
+    if cfg["env"]["backend"] == "jax":
         if task not in JAX_TASKS:
             raise ConfigError(f"{where}: env.backend: no JAX port of '{task}' (ported: {', '.join(JAX_TASKS)}); use env.backend: neurogym")
     mem = cfg["model"]["memory"]

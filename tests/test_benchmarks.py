@@ -205,3 +205,27 @@ def test_plot_cli_errors(tmp_path, capsys):
         pt.main([str(bad)])  # --out missing
     assert e.value.code == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# benchmarks/coldstart.py: reading the MPN_DQN_TIMING marks
+# ------------------------------------------------------------------------------------------------
+def test_coldstart_parse_and_report():
+    from benchmarks import coldstart as cs
+
+    t = 1000.0
+    marks = [(0.05, "cli"), (1.0, "imports"), (1.2, "trace 0.1000 lengths"), (1.25, "compile 0.0400 jit(lengths)"),
+             (1.5, "train"), (1.6, "run"), (1.9, "trace 0.1000 inner"), (2.0, "trace 0.3000 iterate"),
+             (2.1, "cache_hit"), (2.2, "compile 0.1500 jit(iterate)"), (3.0, "row"), (3.5, "compile 1.0 jit(evaluate)")]
+    lines = ["tape_dqn.py: writing run/\n"] + [f"MPN_DQN_TIMING {t + dt:.6f} {label}\n" for dt, label in marks]
+    r = cs.parse(lines, t)
+    assert r["imports"] == pytest.approx(1.0) and r["import_s"] == pytest.approx(0.95)
+    assert r["setup"] == pytest.approx(1.5) and r["first_row"] == pytest.approx(3.0)
+    assert r["first_iter"] == pytest.approx(2.2)  # the first program ready after `run`
+    assert r["programs"] == 2 and r["cache_hits"] == 1  # the evaluation after the first row is not counted
+    assert r["trace_s"] == pytest.approx(0.4) and r["compile_s"] == pytest.approx(0.19)  # nested trace once
+    text = cs.report([r], [r])
+    assert "first training iteration (s)" in text and "2.20" in text
+    with pytest.raises(SystemExit) as e:
+        cs.main(["--runs", "0"])
+    assert e.value.code == 2
