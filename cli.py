@@ -14,21 +14,12 @@ import json
 import os
 import signal
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-_TIMING = os.environ.get("MPN_DQN_TIMING") == "1"
-
-
-def _mark(label: str, at: float | None = None) -> None:
-    """With MPN_DQN_TIMING=1, print `MPN_DQN_TIMING <unix time> <label>` to stderr (what
-    benchmarks/coldstart.py reads); otherwise nothing."""
-    if _TIMING:
-        print(f"MPN_DQN_TIMING {time.time() if at is None else at:.6f} {label}", file=sys.stderr, flush=True)
-
+from marks import ON as _TIMING, mark as _mark  # noqa: E402  (imports nothing heavy)
 
 _mark("cli")
 import jax  # after the mark: importing jax is most of the start-up
@@ -186,6 +177,23 @@ def probe_env(cfg: dict, n_trials: int = 8) -> dict:
     return dict(obs_dim=obs_dim, num_actions=int(env.action_space.n), trial_steps=[min(x, cap) for x in steps[1:] or steps])
 
 
+def check_run(cfg: dict, batching: str, n_seeds: int) -> None:
+    """Every check a run program gets before any folder is made (also each program of a sweep):
+    the task and its timings, the network, the memory of n_seeds runs side by side, and on the
+    jax backend that one iteration's rows fit in the buffer."""
+    info = probe_env(cfg)
+    _mark("probed")
+    network = build_network(cfg, info["num_actions"])
+    check_network(network, info["obs_dim"])
+    check_trials(cfg, info)
+    check_resources(cfg, batching, network, info["obs_dim"], info["num_actions"], n_seeds)
+    if cfg["env"]["backend"] == "jax":
+        collector = JaxCollector(info["env"], info["env_params"], network, episode_spec(cfg), cfg["env"]["num_envs"],
+                                 cfg["train"]["steps_per_iter"], stores_state(cfg, batching))
+        check_iteration_fits(cfg, collector.max_rows_per_call())
+    _mark("checked")
+
+
 def check_network(network, obs_dim: int) -> None:
     """Build the network once on abstract inputs: a memory setting it cannot be built with (e.g. a
     size of zero) is refused as a config error instead of failing inside the first update."""
@@ -232,9 +240,8 @@ _TRACE = "/jax/core/compile/jaxpr_trace_duration"
 
 def _instrument() -> None:
     """MPN_DQN_TIMING=1: also mark every XLA program (compiled, or loaded from the persistent
-    cache: `cache_hit` comes first), every trace of a jitted function, and the backend's first
-    calls (`backend` made, `run` called: the set-up is over, `row` returned: the first row)."""
-    import training
+    cache: `cache_hit` comes first) and every trace of a jitted function (the driver marks the
+    backend's first calls itself: training.train / drive)."""
     from jax import monitoring
 
     def span(event, start, end, **kw):
@@ -243,28 +250,6 @@ def _instrument() -> None:
 
     monitoring.register_event_time_span_listener(span)
     monitoring.register_event_listener(lambda event, **kw: _mark("cache_hit") if event.endswith("/cache_hits") else None)
-    make = training.make_backend
-
-    def make_backend(*args, **kwargs):
-        backend = make(*args, **kwargs)
-        _mark("backend")
-        run, row = backend.run, backend.row
-
-        def first_run(n):
-            _mark("run")
-            backend.run = run
-            return run(n)
-
-        def first_row():
-            out = row()
-            _mark("row")
-            backend.row = row
-            return out
-
-        backend.run, backend.row = first_run, first_row
-        return backend
-
-    training.make_backend = make_backend
 
 
 @dataclass
@@ -320,19 +305,9 @@ def cli_main(argv: list[str], batching: str, pending: list | None = None) -> int
         ckpt = Checkpointer(session.top, session.run_id, session.runs)
         summaries = train(session.cfg, batching, session.runs, not args.no_progress, session.seeds, ckpt,
                           session.resume, stop)
-    except ConfigError as e:
+    except (ConfigError, RunStopped, OSError) as e:
         _discard(session)
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except RunStopped as e:
-        _discard(session)
-        print(f"{prog}: {e}", file=sys.stderr)
-        return e.status
-    except OSError as e:
-        _discard(session)
-        where = f" {e.filename}" if e.filename else ""
-        print(f"{prog}: error: cannot write{where}: {e.strerror or e}", file=sys.stderr)
-        return 2
+        return report(prog, e)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -350,6 +325,20 @@ def cli_main(argv: list[str], batching: str, pending: list | None = None) -> int
               file=sys.stderr)
         return 128 + stop.signum
     return 0
+
+
+def report(prog: str, e: Exception) -> int:
+    """The one stderr line for a refused input (ConfigError), a stopped run (RunStopped) or a
+    failed write (OSError); returns the exit status (2, or the run's own)."""
+    if isinstance(e, RunStopped):
+        print(f"{prog}: {e}", file=sys.stderr)
+        return e.status
+    if isinstance(e, OSError):
+        where = f" {e.filename}" if e.filename else ""
+        print(f"{prog}: error: cannot write{where}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    print(f"{prog}: error: {e}", file=sys.stderr)
+    return 2
 
 
 def _parser(prog: str, batching: str) -> argparse.ArgumentParser:
@@ -380,18 +369,7 @@ def _new_run(args, prog, batching) -> Session:
     if seeds[-1] >= 2**32:
         raise ConfigError(f"--seed {cfg['seed']}: seeds must stay below 2**32")
     _mark("config")
-    info = probe_env(cfg)
-    _mark("probed")
-    network = build_network(cfg, info["num_actions"])
-    check_network(network, info["obs_dim"])
-    check_trials(cfg, info)
-    check_resources(cfg, batching, network, info["obs_dim"], info["num_actions"], len(seeds))
-    _mark("checked")
-    if cfg["env"]["backend"] == "jax":
-        store_state = stores_state(cfg, batching)
-        collector = JaxCollector(info["env"], info["env_params"], network, episode_spec(cfg), cfg["env"]["num_envs"],
-                                 cfg["train"]["steps_per_iter"], store_state)
-        check_iteration_fits(cfg, collector.max_rows_per_call())
+    check_run(cfg, batching, len(seeds))
     top = Path(args.out) if args.out else Path("runs") / f"{cfg['name']}-{datetime.now():%Y%m%d-%H%M%S}"
     RunFolder.check(top)
     created_top = not top.exists()
@@ -401,7 +379,8 @@ def _new_run(args, prog, batching) -> Session:
                       run_id=uuid.uuid4().hex, created_top=created_top)
     identity = dict(run_id=session.run_id, program=prog, batching=batching, backend=cfg["env"]["backend"], seeds=seeds)
     try:
-        atomic_write(top / RUN_FILE, json.dumps(identity, indent=2).encode())
+        if len(seeds) > 1:  # the program's own; with one seed the run folder's run.json is the top one
+            atomic_write(top / RUN_FILE, json.dumps(identity, indent=2).encode())
         session.dirs = [top] if len(seeds) == 1 else [top / f"seed{s}" for s in seeds]
         for d, s in zip(session.dirs, seeds):
             session.runs.append(RunFolder(d, {**cfg, "seed": s}, identity=dict(identity, seed=s)))

@@ -33,6 +33,7 @@ import argparse
 import hashlib
 import itertools
 import json
+import math
 import re
 import signal
 import sys
@@ -129,7 +130,7 @@ def make_plan(config_path: str, grid: dict, seeds: int, batching: str, sets: lis
     value_keys = [k for k, vs in grid.items() if k in VALUE_KEYS
                   and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vs)]
     shape_keys = [k for k in grid if k not in value_keys]
-    n_runs = seeds * int(__import__("math").prod(len(v) for v in grid.values()))
+    n_runs = seeds * math.prod(len(v) for v in grid.values())
     if n_runs > MAX_RUNS:
         raise ConfigError(f"--grid: {n_runs} runs, more than {MAX_RUNS}")
     programs = []
@@ -236,28 +237,18 @@ def run_program(top: Path, program: dict, batching: str, process: int, processes
         folders = [RunFolder.reopen(d, int(n), l) for d, n, l in zip(dirs, ck["rows"], last)]
     backend = JaxBackend(program["config"], batching, [r["seed"] for r in mine], [r["hp"] for r in mine],
                          state_dir=folder / "state")
-    ckpt = Checkpointer(folder, program["run_id"], folders)
+    ckpt = Checkpointer(folder, program["run_id"], folders, resume_at=top)
     drive(backend, program["config"], batching, folders, [r["seed"] for r in mine], 0, 1, ckpt, ck, stop, progress,
           run_cfgs=[r["config"] for r in mine])
     return len(mine)
 
 
 def check_programs(plan: dict) -> None:
-    """The entry points' checks, per program, before any folder is made."""
-    from cli import check_iteration_fits, check_network, check_resources, check_trials, probe_env
-    from collector.jax_collector import JaxCollector
-    from learner import build_network, episode_spec, stores_state
+    """The entry points' checks (cli.check_run), per program, before any folder is made."""
+    from cli import check_run
 
     for p in plan["programs"]:
-        cfg = p["config"]
-        info = probe_env(cfg)
-        network = build_network(cfg, info["num_actions"])
-        check_network(network, info["obs_dim"])
-        check_trials(cfg, info)
-        check_resources(cfg, plan["batching"], network, info["obs_dim"], info["num_actions"], len(p["runs"]))
-        collector = JaxCollector(info["env"], info["env_params"], network, episode_spec(cfg), cfg["env"]["num_envs"],
-                                 cfg["train"]["steps_per_iter"], stores_state(cfg, plan["batching"]))
-        check_iteration_fits(cfg, collector.max_rows_per_call())
+        check_run(p["config"], plan["batching"], len(p["runs"]))
 
 
 def _distributed(args) -> tuple[int, int]:
@@ -342,18 +333,10 @@ def main(argv=None) -> int:
         for program in plan["programs"]:
             trained += run_program(top, program, plan["batching"], process, processes, stop, not args.no_progress,
                                    resume=bool(args.resume))
-    except ConfigError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
-    except RunStopped as e:
-        text = str(e).split("; checkpoint written")[0]
-        print(f"{PROG}: {text}; checkpoints written, continue with --resume {top}" if e.status > 128 else f"{PROG}: {e}",
-              file=sys.stderr)
-        return e.status
-    except OSError as e:
-        where = f" {e.filename}" if e.filename else ""
-        print(f"{PROG}: error: cannot write{where}: {e.strerror or e}", file=sys.stderr)
-        return 2
+    except (ConfigError, RunStopped, OSError) as e:
+        from cli import report
+
+        return report(PROG, e)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 import checkpoint
 from backends import Backend, make_backend, restored, seed_groups
+from marks import mark
 from runs import RunFolder, RunStopped
 
 
@@ -104,8 +105,10 @@ class Checkpointer:
     count on disk, stamps the run id, and turns a failed write (full disk, folder gone) into one
     line; the previous checkpoint then stays whole."""
 
-    def __init__(self, top: Path, run_id: str, runs):
+    def __init__(self, top: Path, run_id: str, runs, resume_at: Path | None = None):
+        """resume_at: the folder a user gives to --resume (default top; a sweep's top folder)."""
         self.top, self.run_id, self.runs = Path(top), run_id, runs
+        self.resume_at = Path(resume_at or top)
 
     def save(self, data: dict) -> None:
         for r in self.runs:
@@ -116,18 +119,16 @@ class Checkpointer:
         except OSError as e:
             raise RunStopped(f"cannot write the checkpoint in {self.top}: {e.strerror or e}; the previous one is kept", 2) from None
 
-    def __str__(self) -> str:
-        return str(self.top)
 
 
 def _non_finite(seed: int, update_index: int, ckpt) -> RunStopped:
-    where = f"; the last good checkpoint is {Path(str(ckpt)) / checkpoint.FILENAME}" if ckpt else ""
+    where = f"; the last good checkpoint is {ckpt.top / checkpoint.FILENAME}" if ckpt else ""
     return RunStopped(f"non-finite loss or parameters at update {update_index} (seed {seed}); run stopped{where}", 3)
 
 
 def _interrupted(stop: StopFlag, env_steps: int, ckpt) -> RunStopped:
     name = signal.Signals(stop.signum).name
-    where = f"; checkpoint written, continue with --resume {ckpt}" if ckpt else ""
+    where = f"; checkpoint written, continue with --resume {ckpt.resume_at}" if ckpt else ""
     return RunStopped(f"{name} at {env_steps} env steps{where}", 128 + stop.signum)
 
 
@@ -147,6 +148,7 @@ def train(cfg: dict, batching: str, runs=None, progress: bool = True, seeds=None
     for g in range(first, len(groups)):
         own = resume if (resume and g == first and not resume.get("fresh")) else None
         backend = make_backend(cfg, batching, groups[g])
+        mark("backend")
         summaries += drive(backend, cfg, batching, runs[at: at + len(groups[g])], seeds, g, len(groups), ckpt, own,
                            stop, progress)
         at += len(groups[g])
@@ -188,11 +190,15 @@ def drive(backend: Backend, cfg: dict, batching: str, runs: list, seeds: list, g
                dynamic_ncols=True, file=sys.stderr)
     if resume is None:
         save()  # from here on the folder can always be resumed, whatever stops the process
+    started = False
     while done < total:
         if stop.signum is not None:
             save()
             raise _interrupted(stop, done * per_iter, ckpt)
         n = max(1, min(per_row - done % per_row, per_ckpt - (done - last_ckpt), total - done, backend.max_block))
+        if not started:
+            mark("run")  # start-up timing (marks.py): the set-up is over
+            started = True
         bad = backend.run(n)
         if (bad >= 0).any():
             i = int(np.flatnonzero(bad >= 0)[0])
@@ -200,6 +206,8 @@ def drive(backend: Backend, cfg: dict, batching: str, runs: list, seeds: list, g
         done += n
         if done % per_row == 0 or done == total:
             rows = backend.row()
+            if not trackers[0].rows:
+                mark("row")
             wall = round(time.perf_counter() - t0, 3)
             for tracker, values in zip(trackers, rows):
                 tracker.row(wall_s=wall, **values)
