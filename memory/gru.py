@@ -1,10 +1,43 @@
 """GRU baseline memory: a Flax GRU cell under a sequential scan with episode resets."""
 
+import math
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from memory.base import Memory
+
+
+@jax.custom_batching.custom_vmap
+def _qr(z: jax.Array):
+    """(q, r) = jnp.linalg.qr of one matrix z [n, m]; under vmap, one LAPACK call per matrix."""
+    q, r = jnp.linalg.qr(z)
+    return q, r
+
+
+@_qr.def_vmap
+def _qr_one_at_a_time(axis_size, in_batched, z):
+    # jaxlib 0.10.x splits a batched LAPACK QR over XLA's CPU thread pool and blocks a pool
+    # thread until its pieces are done. The GRU's three recurrent kernels are three such QRs,
+    # which XLA may run at once: with every pool thread blocked the pieces never run and the
+    # program hangs (README, "Known problems"). A loop of single-matrix QRs never uses the pool,
+    # and a batched LAPACK QR is that same loop, so the values are unchanged bit for bit.
+    del axis_size
+    if not in_batched[0]:
+        return _qr(z), (False, False)
+    return jax.lax.map(_qr, z), (True, True)
+
+
+def orthogonal(key: jax.Array, shape, dtype=jnp.float32) -> jax.Array:
+    """flax's default recurrent-kernel initializer (`initializers.orthogonal()`: a uniformly
+    random orthogonal matrix of `shape`, orthonormal along its last axis), value for value, but
+    safe to vmap on the CPU (see `_qr_one_at_a_time`)."""
+    n_rows, n_cols = math.prod(shape) // shape[-1], shape[-1]
+    z = jax.random.normal(key, (max(n_rows, n_cols), min(n_rows, n_cols)), dtype)
+    q, r = _qr(z)
+    x = q * jnp.expand_dims(jnp.sign(jnp.diagonal(r)), -2)
+    return jnp.reshape(x.T if n_rows < n_cols else x, shape)
 
 
 class _ResetGRUStep(nn.Module):
@@ -15,7 +48,7 @@ class _ResetGRUStep(nn.Module):
     def __call__(self, h: jax.Array, inputs):
         x_t, start_t = inputs
         h = jnp.where(start_t, jnp.zeros_like(h), h)
-        h, y = nn.GRUCell(features=self.hidden, name='gru')(h, x_t)
+        h, y = nn.GRUCell(features=self.hidden, recurrent_kernel_init=orthogonal, name='gru')(h, x_t)
         return h, y
 
 
