@@ -273,46 +273,55 @@ def cli_main(argv: list[str], batching: str, pending: list | None = None) -> int
 
     SIGINT/SIGTERM are caught from the first moment (`pending`: signals the script noted while it
     imported): before training starts they stop the setup (and remove the folder a new run made);
-    during training the run checkpoints and stops."""
+    during training the run checkpoints and stops. A main thread stuck in native code is stopped
+    by StopFlag's watcher (training.py) in the same way."""
     prog = "tape_dqn.py" if batching == "tape" else "segment_dqn.py"
     stop = StopFlag()
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    if pending:
-        stop.signum = pending[0]
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        print(f"{prog}: {signal.Signals(stop.signum).name} before the run started; nothing was written", file=sys.stderr)
-        return 128 + stop.signum
     session = None
-    try:
-        args = _parser(prog, batching).parse_args(argv)
-        enable_compile_cache()
-        if _TIMING:
-            _instrument()
-        if args.resume:
-            if args.config or args.set or args.seed is not None or args.out or args.seeds != 1:
-                raise ConfigError("--resume takes no config file, --set, --seed, --seeds or --out: the run's own are used")
-            session = _reopen(Path(args.resume), batching)
-        else:
-            if not args.config:
-                raise ConfigError("give an experiment YAML file (or --resume RUN_DIR)")
-            session = _new_run(args, prog, batching)
-        if stop.signum is not None:  # during the set-up: _discard removes what a new run made
-            raise RunStopped(f"{signal.Signals(stop.signum).name} before training started; nothing was written",
-                             128 + stop.signum)
-        print(f"{prog}: writing {session.top}/", file=sys.stderr)
-        _mark("train")
-        ckpt = Checkpointer(session.top, session.run_id, session.runs)
-        summaries = train(session.cfg, batching, session.runs, not args.no_progress, session.seeds, ckpt,
-                          session.resume, stop)
-    except (ConfigError, RunStopped, OSError) as e:
-        _discard(session)
-        return report(prog, e)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if session is not None:
-            session.lock.release()
+
+    def forced() -> str:  # the watcher's last word when the main thread is stuck (StopFlag)
+        if session is None:
+            return "nothing was written"
+        if session.new and not (session.top / checkpoint.FILENAME).exists():
+            _discard(session)
+            return "nothing was written"
+        return f"the last checkpoint is kept; continue with --resume {session.top}"
+
+    with stop.installed(prog, forced):
+        if pending:
+            stop.signum = pending[0]
+            print(f"{prog}: {signal.Signals(stop.signum).name} before the run started; nothing was written",
+                  file=sys.stderr)
+            return 128 + stop.signum
+        try:
+            args = _parser(prog, batching).parse_args(argv)
+            enable_compile_cache()
+            if _TIMING:
+                _instrument()
+            if args.resume:
+                if args.config or args.set or args.seed is not None or args.out or args.seeds != 1:
+                    raise ConfigError("--resume takes no config file, --set, --seed, --seeds or --out: "
+                                      "the run's own are used")
+                session = _reopen(Path(args.resume), batching)
+            else:
+                if not args.config:
+                    raise ConfigError("give an experiment YAML file (or --resume RUN_DIR)")
+                session = _new_run(args, prog, batching)
+            if stop.signum is not None:  # during the set-up: _discard removes what a new run made
+                raise RunStopped(f"{signal.Signals(stop.signum).name} before training started; nothing was written",
+                                 128 + stop.signum)
+            print(f"{prog}: writing {session.top}/", file=sys.stderr)
+            _mark("train")
+            ckpt = Checkpointer(session.top, session.run_id, session.runs)
+            summaries = train(session.cfg, batching, session.runs, not args.no_progress, session.seeds, ckpt,
+                              session.resume, stop)
+        except (ConfigError, RunStopped, OSError) as e:
+            with stop.writing:
+                _discard(session)
+            return report(prog, e)
+        finally:
+            if session is not None:
+                session.lock.release()
     for summary in summaries:
         print(
             f"{prog}: seed {summary['seed']}: final greedy performance {summary['final_eval_performance']:.3f} over "

@@ -35,7 +35,6 @@ import itertools
 import json
 import math
 import re
-import signal
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -290,56 +289,60 @@ def main(argv=None) -> int:
     from training import StopFlag
 
     stop = StopFlag()
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        args = _parser().parse_args(argv)
-        process, processes = _distributed(args)
-        if args.resume:
-            if args.config or args.grid or args.set or args.seeds or args.out or args.batching:
-                raise ConfigError("--resume takes no config, --grid, --set, --seeds, --batching or --out")
-            top = Path(args.resume)
-            try:
-                plan = json.loads((top / PLAN).read_text())
-                assert plan.get("format") == FORMAT and plan["programs"]
-            except FileNotFoundError:
-                raise ConfigError(f"--resume {top}: no {PLAN} there (not a sweep folder)") from None
-            except (OSError, ValueError, KeyError, AssertionError, UnicodeDecodeError):
-                raise ConfigError(f"--resume {top}: {PLAN} is damaged") from None
-        else:
-            if not args.config:
-                raise ConfigError("give an experiment YAML file or a sweep file (or --resume DIR)")
-            spec = dict(config=args.config, batching="tape", seeds=1, grid={}, set=[], out=None)
-            if _is_sweep_file(args.config):
-                spec = read_sweep_file(args.config)
-            grid = {**spec["grid"], **parse_grid(args.grid)}
-            seeds = spec["seeds"] if args.seeds is None else args.seeds
-            plan = make_plan(spec["config"], grid, seeds, args.batching or spec["batching"],
-                             [*spec["set"], *args.set])
-            check_programs(plan)
-            name = Path(spec["config"]).stem
-            if processes > 1 and not (args.out or spec["out"]):
-                raise ConfigError("--out: give the sweep folder to every process of a multi-process sweep")
-            top = Path(args.out or spec["out"] or Path("runs") / f"sweep-{name}-{datetime.now():%Y%m%d-%H%M%S}")
-            if process == 0:
-                RunFolder.check(top)
-                make_folder(top, "--out")
-                atomic_write(top / PLAN, json.dumps(plan, indent=1).encode())
-            else:  # the others write into the folder only once process 0 has checked and claimed it
-                _wait_for(top / PLAN, plan)
-        n_runs = sum(len(p["runs"]) for p in plan["programs"])
-        print(f"{PROG}: {n_runs} runs in {len(plan['programs'])} program(s), writing {top}/"
-              + (f" (process {process} of {processes})" if processes > 1 else ""), file=sys.stderr)
-        trained = 0
-        for program in plan["programs"]:
-            trained += run_program(top, program, plan["batching"], process, processes, stop, not args.no_progress,
-                                   resume=bool(args.resume))
-    except (ConfigError, RunStopped, OSError) as e:
-        from cli import report
+    top = None
 
-        return report(PROG, e)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    def forced() -> str:  # the watcher's last word when the main thread is stuck (StopFlag)
+        if top is None or not (top / PLAN).is_file():
+            return "nothing was written"
+        return f"what was written is kept; continue with --resume {top}"
+
+    with stop.installed(PROG, forced):
+        try:
+            args = _parser().parse_args(argv)
+            process, processes = _distributed(args)
+            if args.resume:
+                if args.config or args.grid or args.set or args.seeds or args.out or args.batching:
+                    raise ConfigError("--resume takes no config, --grid, --set, --seeds, --batching or --out")
+                top = Path(args.resume)
+                try:
+                    plan = json.loads((top / PLAN).read_text())
+                    assert plan.get("format") == FORMAT and plan["programs"]
+                except FileNotFoundError:
+                    raise ConfigError(f"--resume {top}: no {PLAN} there (not a sweep folder)") from None
+                except (OSError, ValueError, KeyError, AssertionError, UnicodeDecodeError):
+                    raise ConfigError(f"--resume {top}: {PLAN} is damaged") from None
+            else:
+                if not args.config:
+                    raise ConfigError("give an experiment YAML file or a sweep file (or --resume DIR)")
+                spec = dict(config=args.config, batching="tape", seeds=1, grid={}, set=[], out=None)
+                if _is_sweep_file(args.config):
+                    spec = read_sweep_file(args.config)
+                grid = {**spec["grid"], **parse_grid(args.grid)}
+                seeds = spec["seeds"] if args.seeds is None else args.seeds
+                plan = make_plan(spec["config"], grid, seeds, args.batching or spec["batching"],
+                                 [*spec["set"], *args.set])
+                check_programs(plan)
+                name = Path(spec["config"]).stem
+                if processes > 1 and not (args.out or spec["out"]):
+                    raise ConfigError("--out: give the sweep folder to every process of a multi-process sweep")
+                top = Path(args.out or spec["out"] or Path("runs") / f"sweep-{name}-{datetime.now():%Y%m%d-%H%M%S}")
+                if process == 0:
+                    RunFolder.check(top)
+                    make_folder(top, "--out")
+                    atomic_write(top / PLAN, json.dumps(plan, indent=1).encode())
+                else:  # the others write into the folder only once process 0 has checked and claimed it
+                    _wait_for(top / PLAN, plan)
+            n_runs = sum(len(p["runs"]) for p in plan["programs"])
+            print(f"{PROG}: {n_runs} runs in {len(plan['programs'])} program(s), writing {top}/"
+                  + (f" (process {process} of {processes})" if processes > 1 else ""), file=sys.stderr)
+            trained = 0
+            for program in plan["programs"]:
+                trained += run_program(top, program, plan["batching"], process, processes, stop, not args.no_progress,
+                                       resume=bool(args.resume))
+        except (ConfigError, RunStopped, OSError) as e:
+            from cli import report
+
+            return report(PROG, e)
     done = sum((top / r["dir"] / "summary.json").is_file() for p in plan["programs"] for r in p["runs"])
     print(f"{PROG}: {trained} run(s) trained by this process; {done} of {n_runs} finished in {top}/; "
           f"table and plot: python -m plotting.sweep {top}")

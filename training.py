@@ -21,8 +21,12 @@ state (the backend's `state()`), plus run_id and format.
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import select
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -36,14 +40,79 @@ from marks import mark
 from runs import RunFolder, RunStopped
 
 
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SETUP_GRACE_S = 3.0  # before training: nothing to save, so a main thread not back by then is stuck
+TRAIN_GRACE_S = 60.0  # during training: time to end the block of iterations and write a checkpoint
+
+
 class StopFlag:
-    """Set by the SIGINT/SIGTERM handler; the driver checks it between blocks of iterations."""
+    """SIGINT/SIGTERM, noted: the driver checks `signum` between blocks of iterations and stops
+    there, writing a checkpoint once training has begun.
+
+    A Python signal handler runs only when the main thread runs Python code, so a main thread
+    stuck in native code (an XLA program that hangs, a long compilation) would never stop. While
+    `installed`, a watcher thread hears every signal at once (signal.set_wakeup_fd) and ends the
+    process itself when the main thread has not ended it in time: SETUP_GRACE_S after the signal
+    while the driver's loop has not started, TRAIN_GRACE_S once it has (`training`), at once on
+    a second signal. It never cuts a checkpoint write short (`writing` is held around each)."""
 
     def __init__(self):
         self.signum = None
+        self.training = False  # set by the driver while its loop runs
+        self.writing = threading.Lock()
 
     def __call__(self, signum, frame):
         self.signum = signum
+
+    @contextlib.contextmanager
+    def installed(self, prog: str, on_force=None):
+        """Catch SIGINT/SIGTERM for the block (the previous handlers come back after it).
+        on_force() -> str runs in the watcher before a forced stop (the main thread is stuck) and
+        returns the end of the one-line message: what was kept."""
+        previous = {sig: signal.signal(sig, self) for sig in SIGNALS}
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        old_fd = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        watcher = threading.Thread(target=self._watch, args=(r, prog, on_force), daemon=True,
+                                   name="signal-watcher")
+        watcher.start()
+        try:
+            yield self
+        finally:
+            signal.set_wakeup_fd(old_fd)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            os.close(w)  # the watcher reads end-of-file and returns: nothing left to force
+            watcher.join()
+            os.close(r)
+
+    def _watch(self, r: int, prog: str, on_force) -> None:
+        deadline, heard = None, []
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if select.select([r], [], [], wait)[0]:
+                data = os.read(r, 64)
+                if not data:
+                    return
+                heard += [b for b in data if b in SIGNALS]
+                if not heard:
+                    continue
+                if len(heard) == 1 and deadline is None:
+                    grace = TRAIN_GRACE_S if self.training else SETUP_GRACE_S
+                    deadline = time.monotonic() + grace
+                    continue
+                if len(heard) == 1:
+                    continue
+                why = f"a second {signal.Signals(heard[-1]).name}"
+            else:
+                why = f"the program did not stop within {grace:.0f} s of {signal.Signals(heard[0]).name}"
+            with self.writing:  # never in the middle of a checkpoint write
+                try:
+                    kept = on_force() if on_force else "nothing more was written"
+                except Exception as e:  # the process ends anyway; say what went wrong
+                    kept = f"could not tidy up ({e})"
+                print(f"\n{prog}: {why}: stopped it; {kept}", file=sys.stderr, flush=True)
+                os._exit(128 + heard[0])
 
 
 def _plain(v):
@@ -180,17 +249,19 @@ def drive(backend: Backend, cfg: dict, batching: str, runs: list, seeds: list, g
 
     def save(finished=False):
         if ckpt is not None:
-            ckpt.save(dict(
+            data = dict(
                 backend=cfg["env"]["backend"], batching=batching, config=cfg, seeds=seeds, group=group, fresh=False,
                 finished=finished, done=done, elapsed=time.perf_counter() - t0, trackers=[t.saved() for t in trackers],
                 rows=[t.rows for t in trackers], state=backend.state(),
-            ))
+            )
+            with stop.writing:  # the state is fetched first: a stuck device never holds the lock
+                ckpt.save(data)
 
     bar = tqdm(total=total * per_iter, initial=done * per_iter, unit="step", disable=not progress,
                dynamic_ncols=True, file=sys.stderr)
     if resume is None:
         save()  # from here on the folder can always be resumed, whatever stops the process
-    started = False
+    started, stop.training = False, True
     while done < total:
         if stop.signum is not None:
             save()
@@ -228,6 +299,8 @@ def drive(backend: Backend, cfg: dict, batching: str, runs: list, seeds: list, g
     if group == n_groups - 1:
         save(finished=True)
     elif ckpt is not None:  # this group is done: a resume starts the next one afresh
-        ckpt.save(dict(backend=cfg["env"]["backend"], batching=batching, config=cfg, seeds=seeds, group=group + 1,
-                       fresh=True, finished=False, rows=[0]))
+        with stop.writing:
+            ckpt.save(dict(backend=cfg["env"]["backend"], batching=batching, config=cfg, seeds=seeds, group=group + 1,
+                           fresh=True, finished=False, rows=[0]))
+    stop.training = False  # the next group's (or sweep program's) set-up follows
     return out
