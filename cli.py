@@ -30,7 +30,7 @@ import buffer as buf
 import checkpoint
 from backends import make_jax_env, seed_groups
 from collector.jax_collector import JaxCollector
-from config import ConfigError, load, one_line
+from config import ConfigError, check_episode_sizes, load, one_line
 from learner import build_network, episode_spec, make_buffer, stores_state
 from runs import LOCK_FILE, RUN_FILE, RunFolder, RunLock, RunStopped, atomic_write, make_folder
 from training import Checkpointer, StopFlag, train
@@ -103,26 +103,61 @@ def check_iteration_fits(cfg: dict, max_rows: int) -> None:
         )
 
 
-def check_trials(cfg: dict, env_info: dict) -> None:
+PROBE_TRIALS = {"jax": 1024, "neurogym": 128}  # trials sampled at start to measure their lengths
+PROBE_STEPS = 1_000_000  # most env steps the neurogym probe takes (about 7 s)
+LONGEST_AUTO_TRIAL = 100_000  # steps; episode.max_steps: auto refuses a longer trial
+
+
+def check_trials(cfg: dict, env_info: dict, batching: str | None = None) -> None:
     """Refuse timings under which no trial can be learnt: trials of no step at all (every period
     collapsed to nothing, e.g. env.kwargs.dt far above the periods) or trials longer than an
-    episode (no trial would ever end inside one, e.g. a tiny env.kwargs.dt). env_info['trial_steps']:
-    the lengths of a few sampled trials (None where the task has no fixed trials to sample)."""
-    lengths = env_info.get("trial_steps")
-    if not lengths:
-        return
+    episode (no trial would ever end inside one, e.g. a tiny env.kwargs.dt). Resolve
+    episode.max_steps: auto to episode.trials x the longest trial (in place), or warn in one line
+    when a given cap can end episodes inside a trial. env_info['trial_steps']: the lengths of
+    sampled trials (empty where none ended)."""
+    lengths, ep, task = env_info.get("trial_steps"), cfg["episode"], cfg["env"]["task"]
     kw = cfg["env"]["kwargs"]
     knob = "env.kwargs.dt" if "dt" in kw else "env.kwargs.timing" if "timing" in kw else "env.task"
-    shortest, max_steps = min(lengths), cfg["episode"]["max_steps"]
+    if not lengths:
+        if ep["max_steps"] == "auto":
+            raise ConfigError(f"episode.max_steps: auto: no trial of {task} ended within {PROBE_STEPS} steps "
+                              "at start, so there is no trial length to measure; give a number of steps")
+        return
+    shortest, longest = min(lengths), max(lengths)
     if shortest < 1:
-        raise ConfigError(f"{knob}: with these settings a trial of {cfg['env']['task']} lasts no step at all: its periods vanish (dt is longer than them)")
-    if shortest > max_steps:
+        raise ConfigError(f"{knob}: with these settings a trial of {task} lasts no step at all: its periods vanish (dt is longer than them)")
+    if ep["max_steps"] == "auto":
+        if longest > LONGEST_AUTO_TRIAL:
+            raise ConfigError(f"{knob}: with these settings a trial of {task} lasts more than {LONGEST_AUTO_TRIAL} "
+                              "steps; episode.max_steps: auto refuses such episodes, give a number of steps")
+        ep["max_steps"] = ep["trials"] * longest
+        try:
+            check_episode_sizes(cfg, "episode.max_steps: auto", batching)
+        except ConfigError as e:
+            raise ConfigError(f"{e}; auto is {ep['trials']} trials x {longest} steps, the longest trial of {task} "
+                              "with these settings") from None
+        return
+    if shortest > ep["max_steps"]:
         raise ConfigError(
-            f"{knob}: with these settings a trial of {cfg['env']['task']} lasts at least {shortest} steps, more than "
-            f"episode.max_steps ({max_steps}): no trial could end inside an episode"
+            f"{knob}: with these settings a trial of {task} lasts at least {shortest} steps, more than "
+            f"episode.max_steps ({ep['max_steps']}): no trial could end inside an episode"
         )
+    share = cut_share(lengths, ep["trials"], ep["max_steps"])
+    if share > 0:
+        k, span = ep["trials"], f"{longest}" if shortest == longest else f"{shortest}-{longest}"
+        print(f"warning: episode.max_steps {ep['max_steps']} ends about {share:.0%} of episodes inside a trial, "
+              f"where the memory is reset ({k} trials of {task} take up to {k * longest} steps with these "
+              f"settings; a trial lasts {span} steps); episode.max_steps: auto makes it {k * longest}", file=sys.stderr)
 
 
+def cut_share(lengths, trials: int | None, max_steps: int) -> float:
+    """The share of episodes that the step cap ends inside a trial, estimated from sampled trial
+    lengths taken `trials` at a time (an episode of whole trials ends at a trial's end)."""
+    if not trials or len(lengths) < trials or trials * max(lengths) <= max_steps:
+        return 0.0
+    ends = np.cumsum(np.asarray(lengths[: len(lengths) // trials * trials]).reshape(-1, trials), axis=1)
+    cut = (ends[:, -1] > max_steps) & ~(ends == max_steps).any(axis=1)
+    return float(cut.mean())
 
 
 def _make_probe_env(task, task_kwargs):
@@ -139,12 +174,16 @@ def _make_probe_env(task, task_kwargs):
     return env
 
 
-def probe_env(cfg: dict, n_trials: int = 8) -> dict:
-    """The task's shapes and a few trial lengths under the run's settings, from the backend's own
-    env: dict(obs_dim, num_actions, trial_steps). A trial longer than an episode is reported as
-    episode.max_steps + 1 (the probe stops there)."""
-    task, kw, cap = cfg["env"]["task"], cfg["env"]["kwargs"], cfg["episode"]["max_steps"] + 1
-    if cfg["env"]["backend"] == "jax":
+def probe_env(cfg: dict, n_trials: int | None = None) -> dict:
+    """The task's shapes and the lengths of sampled trials under the run's settings, from the
+    backend's own env: dict(obs_dim, num_actions, trial_steps). n_trials: PROBE_TRIALS of the
+    backend. A trial longer than an episode (or than LONGEST_AUTO_TRIAL with max_steps auto) is
+    reported as that + 1 (the probe stops there)."""
+    task, kw, backend = cfg["env"]["task"], cfg["env"]["kwargs"], cfg["env"]["backend"]
+    n_trials = n_trials or PROBE_TRIALS[backend]
+    max_steps = cfg["episode"]["max_steps"]
+    cap = (LONGEST_AUTO_TRIAL if max_steps == "auto" else max_steps) + 1
+    if backend == "jax":
         env, params = make_jax_env(cfg)
 
         @jax.jit  # one small program (kept in the compile cache), not dozens of eager operations
@@ -163,17 +202,20 @@ def probe_env(cfg: dict, n_trials: int = 8) -> dict:
         env.unwrapped.seed(0)
         env.reset()
         count, total = 0, 0
-        while len(steps) < n_trials + 1 and total < cap * (n_trials + 1):
+        # action 0 (fixate) lets every trial run to its full length
+        while len(steps) < n_trials + 1 and total < min(cap * (n_trials + 1), PROBE_STEPS):
             info = env.step(0)[4]
             count, total = count + 1, total + 1
             if info.get("new_trial", False):
                 steps.append(count)
                 count = 0
-        if len(steps) < n_trials + 1 and count >= cap:
-            steps.append(count)
+            elif count >= cap:  # longer than an episode (or than auto allows): that is all we need
+                steps.append(count)
+                break
     except Exception as e:
         raise ConfigError(f"env.kwargs: {task} fails with them: {type(e).__name__}: {one_line(e)}") from None
     obs_dim = int(np.prod(env.observation_space.shape))
+    # the first trial lost its step 0 to neurogym's reset()
     return dict(obs_dim=obs_dim, num_actions=int(env.action_space.n), trial_steps=[min(x, cap) for x in steps[1:] or steps])
 
 
@@ -185,7 +227,7 @@ def check_run(cfg: dict, batching: str, n_seeds: int) -> None:
     _mark("probed")
     network = build_network(cfg, info["num_actions"])
     check_network(network, info["obs_dim"])
-    check_trials(cfg, info)
+    check_trials(cfg, info, batching)
     check_resources(cfg, batching, network, info["obs_dim"], info["num_actions"], n_seeds)
     if cfg["env"]["backend"] == "jax":
         collector = JaxCollector(info["env"], info["env_params"], network, episode_spec(cfg), cfg["env"]["num_envs"],

@@ -50,6 +50,12 @@ def _unit_open(v):
     return None if 0.0 <= v < 1.0 else "must lie in [0, 1)"
 
 
+def _max_steps(v):
+    if isinstance(v, str):
+        return None if v == "auto" else "must be a number of steps or auto"
+    return _positive(v)
+
+
 def _n_step(v):
     # the loss unrolls n_step shifted copies of the batch: keep it to what a return can use
     return None if 1 <= v <= 64 else "must lie in [1, 64]"
@@ -75,7 +81,7 @@ SCHEMA: dict = {
     },
     "episode": {
         "trials": Opt(5, (int, type(None)), "An RL episode ends (by truncation) after this many finished trials; null: by steps only.", _positive),
-        "max_steps": Opt(250, INT, "... or after at most this many steps, whichever comes first.", _positive),
+        "max_steps": Opt("auto", (int, str), "... or after at most this many steps, whichever comes first. auto: episode.trials times the longest trial of the task under the run's settings (measured at start), so that no episode ends inside a trial; a number that can end episodes inside a trial is said in one warning line at start.", _max_steps),
         "reset_memory_on_trial": Opt(True, (bool,), "Also reset the memory state at every trial boundary (else only at episode starts)."),
     },
     "model": {
@@ -350,25 +356,37 @@ def check(cfg: dict, where: str) -> None:
     lam_max, lam_init = kw.get("lam_max", 0.95), kw.get("lam_init")
     if lam_init is not None and lam_init > lam_max:
         raise ConfigError(f"{where}: model.memory_kwargs.lam_init: {lam_init} exceeds lam_max ({lam_max})")
+    size, lanes = cfg["tape"]["size"], cfg["tape"]["lanes"]
+    if size % lanes:
+        raise ConfigError(f"{where}: tape.lanes: {lanes} does not divide tape.size {size}")
+    seg, cap = cfg["segment"], cfg["train"]["buffer_capacity"]
+    window = seg["burn_in"] + seg["length"] + 1
+    if window > cap:
+        raise ConfigError(f"{where}: segment.length: a window of burn_in + length + 1 = {window} rows is longer than the buffer ({cap} rows)")
+    if cfg["episode"]["max_steps"] == "auto":
+        if cfg["episode"]["trials"] is None:
+            raise ConfigError(f"{where}: episode.max_steps: auto needs episode.trials (the cap is that many of the "
+                              "task's longest trials); give a number of steps")
+    else:  # with auto these wait for the cap, which the entry points measure (cli.resolve_episode)
+        check_episode_sizes(cfg, where)
+    if cfg["train"]["eps_end"] > cfg["train"]["eps_start"]:
+        raise ConfigError(f"{where}: train.eps_end: must not exceed train.eps_start")
+
+
+def check_episode_sizes(cfg: dict, where: str, batching: str | None = None) -> None:
+    """The sizes that must hold one whole episode of up to episode.max_steps + 1 rows; with
+    batching "tape" the segment length is not checked against it (it is not used)."""
     rows = cfg["episode"]["max_steps"] + 1
     if cfg["tape"]["size"] < rows:
         raise ConfigError(f"{where}: tape.size: {cfg['tape']['size']} rows cannot hold one episode of up to {rows} rows (episode.max_steps + 1)")
     size, lanes = cfg["tape"]["size"], cfg["tape"]["lanes"]
-    if size % lanes:
-        raise ConfigError(f"{where}: tape.lanes: {lanes} does not divide tape.size {size}")
     if size // lanes < rows:
         raise ConfigError(f"{where}: tape.lanes: a lane of {size // lanes} rows (tape.size / tape.lanes) cannot hold one episode of up to {rows} rows (episode.max_steps + 1)")
     cap = cfg["train"]["buffer_capacity"]
     if cap < max(cfg["tape"]["size"], rows):
         raise ConfigError(f"{where}: train.buffer_capacity: {cap} rows is smaller than the tape ({cfg['tape']['size']}) or one episode ({rows})")
-    seg = cfg["segment"]
-    window = seg["burn_in"] + seg["length"] + 1
-    if window > cap:
-        raise ConfigError(f"{where}: segment.length: a window of burn_in + length + 1 = {window} rows is longer than the buffer ({cap} rows)")
-    if cfg["segment"]["length"] > cfg["episode"]["max_steps"]:
+    if batching != "tape" and cfg["segment"]["length"] > cfg["episode"]["max_steps"]:
         raise ConfigError(
             f"{where}: segment.length: {cfg['segment']['length']} is longer than the longest episode "
             f"(episode.max_steps = {cfg['episode']['max_steps']}): every segment would be mostly padding"
         )
-    if cfg["train"]["eps_end"] > cfg["train"]["eps_start"]:
-        raise ConfigError(f"{where}: train.eps_end: must not exceed train.eps_start")

@@ -44,8 +44,11 @@ def build_network(cfg: dict, num_actions: int) -> QNetwork:
 
 
 def episode_spec(cfg: dict) -> EpisodeSpec:
-    """How the run cuts RL episodes from the endless stream of trials (docs/tasks.md)."""
+    """How the run cuts RL episodes from the endless stream of trials (docs/tasks.md). The cap
+    must be a number: `episode.max_steps: auto` is measured by cli.check_run."""
     e = cfg["episode"]
+    if not isinstance(e["max_steps"], int):
+        raise ValueError(f"episode.max_steps is {e['max_steps']!r}: cli.check_run turns auto into steps first")
     return EpisodeSpec(trials=e["trials"], max_steps=e["max_steps"], reset_on_trial=e["reset_memory_on_trial"])
 
 

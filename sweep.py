@@ -243,11 +243,14 @@ def run_program(top: Path, program: dict, batching: str, process: int, processes
 
 
 def check_programs(plan: dict) -> None:
-    """The entry points' checks (cli.check_run), per program, before any folder is made."""
+    """The entry points' checks (cli.check_run), per program, before any folder is made; an
+    episode.max_steps of auto is then the measured number in every run's config too."""
     from cli import check_run
 
     for p in plan["programs"]:
         check_run(p["config"], plan["batching"], len(p["runs"]))
+        for r in p["runs"]:  # the value keys never change the task or the episode rule
+            r["config"]["episode"] = dict(r["config"]["episode"], max_steps=p["config"]["episode"]["max_steps"])
 
 
 def _distributed(args) -> tuple[int, int]:

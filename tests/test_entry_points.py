@@ -76,7 +76,7 @@ BAD = [
     ("model: {memory_kwargs: {lam_max: 5}}\n", ["model.memory_kwargs.lam_max", "(0, 1]"]),
     ("model: {memory_kwargs: {m_clamp: -1}}\n", ["model.memory_kwargs.m_clamp", "> 0"]),
     ("model: {memory_kwargs: {hidden: 2.5}}\n", ["model.memory_kwargs.hidden", "integer"]),
-    ("segment: {length: 5000}\n", ["segment.length", "mostly padding"]),
+    ("episode: {max_steps: 200}\nsegment: {length: 5000}\n", ["segment.length", "mostly padding"]),
     ("env: {kwargs: {dt: 1000000}}\n", ["env.kwargs.dt", "no step"]),
     ("env: {kwargs: {dt: 0.001}}\n", ["env.kwargs.dt", "episode.max_steps"]),
     ("env: {backend: neurogym, kwargs: {dt: 1000000}}\n", ["env.kwargs", "IndexError"]),
