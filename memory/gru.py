@@ -18,10 +18,10 @@ def _qr(z: jax.Array):
 
 @_qr.def_vmap
 def _qr_one_at_a_time(axis_size, in_batched, z):
-    # jaxlib 0.10.x splits a batched LAPACK QR over XLA's CPU thread pool and blocks a pool
+    # jaxlib 0.10.2 splits a batched LAPACK QR over XLA's CPU thread pool and blocks a pool
     # thread until its pieces are done. The GRU's three recurrent kernels are three such QRs,
     # which XLA may run at once: with every pool thread blocked the pieces never run and the
-    # program hangs (README, "Known problems"). A loop of single-matrix QRs never uses the pool,
+    # program hangs (README, "How it works"). A loop of single-matrix QRs never uses the pool,
     # and a batched LAPACK QR is that same loop, so the values are unchanged bit for bit.
     del axis_size
     if not in_batched[0]:

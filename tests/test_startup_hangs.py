@@ -1,4 +1,4 @@
-"""Start-up hangs: the GRU's start-up never hangs (jaxlib 0.10.x deadlocks on concurrent batched
+"""Start-up hangs: the GRU's start-up never hangs (jaxlib 0.10.2 deadlocks on concurrent batched
 LAPACK QRs, the orthogonal initialisation of its three recurrent kernels) and its initial values
 stay flax's; and a signal stops a program whose main thread is stuck (in set-up or in training)."""
 import signal
