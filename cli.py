@@ -30,7 +30,7 @@ import buffer as buf
 import checkpoint
 from backends import make_jax_env, seed_groups
 from collector.jax_collector import JaxCollector
-from config import ConfigError, check_episode_sizes, load, one_line
+from config import ConfigError, check_episode_sizes, check_resolved, load, one_line
 from learner import build_network, episode_spec, make_buffer, stores_state
 from runs import LOCK_FILE, RUN_FILE, RunFolder, RunLock, RunStopped, atomic_write, make_folder
 from training import Checkpointer, StopFlag, train
@@ -518,6 +518,7 @@ def _reopen_locked(top, batching, info, seeds, dirs, lock) -> Session:
             if len((d / "metrics.csv").read_bytes().splitlines()) > 1:
                 raise ConfigError(f"--resume {top}: no {checkpoint.FILENAME} there but metrics.csv has rows; this run cannot be continued")
         cfg = load(dirs[0] / "config.yaml")
+        check_resolved(cfg, f"--resume {top}: config.yaml")
         cfg["seed"] = seeds[0]
         runs = [RunFolder.reopen(d, 0) for d in dirs]
         return Session(top=top, cfg=cfg, seeds=seeds, dirs=dirs, runs=runs, resume=None, lock=lock,

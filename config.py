@@ -269,7 +269,15 @@ def from_mapping(raw: Any, where: str) -> dict:
     cfg = defaults()
     _merge(cfg, raw, SCHEMA, where)
     check(cfg, where)
+    check_resolved(cfg, where)
     return cfg
+
+
+def check_resolved(cfg: dict, where: str) -> None:
+    """A run's own config (its config.yaml, its checkpoint) holds the measured episode cap."""
+    if not isinstance(cfg["episode"]["max_steps"], int):
+        raise ConfigError(f"{where}: episode.max_steps: a run records the number of steps it measured, "
+                          f"not {short(cfg['episode']['max_steps'])}")
 
 
 def apply_override(cfg: dict, item: str) -> None:

@@ -97,6 +97,9 @@ def load_config(run_dir) -> dict:
         raise PlotError(f"{path}: not valid YAML: {_first_line(e)}") from None
     if not isinstance(cfg, dict) or not isinstance(cfg.get("env"), dict) or "task" not in cfg["env"]:
         raise PlotError(f"{path}: not a run configuration (no env.task)")
+    cap = (cfg.get("episode") or {}).get("max_steps", 0) if isinstance(cfg.get("episode"), dict) else 0
+    if not isinstance(cap, int) or isinstance(cap, bool):
+        raise PlotError(f"{path}: episode.max_steps: a run records the number of steps it measured, not {cap!r}")
     return cfg
 
 
