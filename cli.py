@@ -103,8 +103,8 @@ def check_iteration_fits(cfg: dict, max_rows: int) -> None:
         )
 
 
-PROBE_TRIALS = {"jax": 1024, "neurogym": 128}  # trials sampled at start to measure their lengths
-PROBE_STEPS = 1_000_000  # most env steps the neurogym probe takes (about 7 s)
+PROBE_TRIALS = 1024  # trials sampled at start to measure their lengths
+PROBE_STEPS = 1_000_000  # most env steps the neurogym probe takes (about 7 s; 0.15 s for 1024 trials of 22)
 LONGEST_AUTO_TRIAL = 100_000  # steps; episode.max_steps: auto refuses a longer trial
 
 
@@ -176,11 +176,12 @@ def _make_probe_env(task, task_kwargs):
 
 def probe_env(cfg: dict, n_trials: int | None = None) -> dict:
     """The task's shapes and the lengths of sampled trials under the run's settings, from the
-    backend's own env: dict(obs_dim, num_actions, trial_steps). n_trials: PROBE_TRIALS of the
-    backend. A trial longer than an episode (or than LONGEST_AUTO_TRIAL with max_steps auto) is
-    reported as that + 1 (the probe stops there)."""
+    backend's own env: dict(obs_dim, num_actions, trial_steps), n_trials of them (default
+    PROBE_TRIALS; fewer on the neurogym backend when they outlast PROBE_STEPS). A trial longer
+    than an episode (or than LONGEST_AUTO_TRIAL with max_steps auto) is reported as that + 1
+    (the probe stops there)."""
     task, kw, backend = cfg["env"]["task"], cfg["env"]["kwargs"], cfg["env"]["backend"]
-    n_trials = n_trials or PROBE_TRIALS[backend]
+    n_trials = n_trials or PROBE_TRIALS
     max_steps = cfg["episode"]["max_steps"]
     cap = (LONGEST_AUTO_TRIAL if max_steps == "auto" else max_steps) + 1
     if backend == "jax":

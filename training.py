@@ -42,7 +42,7 @@ from runs import RunFolder, RunStopped
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 SETUP_GRACE_S = 3.0  # before training: nothing to save, so a main thread not back by then is stuck
-TRAIN_GRACE_S = 60.0  # during training: time to end the block of iterations and write a checkpoint
+TRAIN_GRACE_S = 60.0  # once a block has run: time to end the block in progress and write a checkpoint
 
 
 class StopFlag:
@@ -53,8 +53,9 @@ class StopFlag:
     stuck in native code (an XLA program that hangs, a long compilation) would never stop. While
     `installed`, a watcher thread hears every signal at once (signal.set_wakeup_fd) and ends the
     process itself when the main thread has not ended it in time: SETUP_GRACE_S after the signal
-    while the driver's loop has not started, TRAIN_GRACE_S once it has (`training`), at once on
-    a second signal. It never cuts a checkpoint write short (`writing` is held around each)."""
+    until the driver's first block of iterations has run (set-up and the first compilation: there
+    is no progress to save), TRAIN_GRACE_S from then on (`training`), at once on a second signal.
+    It never cuts a checkpoint write short (`writing` is held around each)."""
 
     def __init__(self):
         self.signum = None
@@ -261,7 +262,7 @@ def drive(backend: Backend, cfg: dict, batching: str, runs: list, seeds: list, g
                dynamic_ncols=True, file=sys.stderr)
     if resume is None:
         save()  # from here on the folder can always be resumed, whatever stops the process
-    started, stop.training = False, True
+    started = False
     while done < total:
         if stop.signum is not None:
             save()
@@ -275,6 +276,9 @@ def drive(backend: Backend, cfg: dict, batching: str, runs: list, seeds: list, g
             i = int(np.flatnonzero(bad >= 0)[0])
             raise _non_finite(mine[i], int(bad[i]), ckpt if last_ckpt else None)
         done += n
+        # from the first block done (the training program compiled) a signal waits for the block in
+        # progress, so that the checkpoint it writes keeps the progress since the last one
+        stop.training = True
         if done % per_row == 0 or done == total:
             rows = backend.row()
             if not trackers[0].rows:

@@ -26,6 +26,7 @@ os.chdir(ROOT)
 
 import cli  # noqa: E402
 import training  # noqa: E402
+from training import StopFlag  # noqa: E402
 from collector.ngym_compat import import_neurogym  # noqa: E402
 
 TINY = """\
@@ -50,11 +51,12 @@ def checkpointed(folder: Path) -> bool:
     return (folder / "checkpoint.pkl").exists() and metrics.exists() and len(metrics.read_bytes().splitlines()) >= 3
 
 
-class HoldAfterCheckpoint:
+class HoldAfterCheckpoint(StopFlag):
     """A stop flag for `training.train`: reading it once the run has a checkpoint and two rows on
     disk blocks for good (train reads it between iterations, when nothing is half written)."""
 
     def __init__(self, folder: Path):
+        super().__init__()
         self.folder, self.held = folder, threading.Event()
 
     @property
@@ -63,6 +65,10 @@ class HoldAfterCheckpoint:
             self.held.set()
             threading.Event().wait()
         return None
+
+    @signum.setter
+    def signum(self, value):  # no signal is sent here; the flag reads the folder
+        pass
 
 
 def killed(out: Path, tasks: list[str]) -> None:

@@ -34,6 +34,7 @@ def _cfg(batching: str, seed: int, **changes) -> dict:
     cfg = config.defaults()
     cfg["name"] = f"{batching}_mpn" if batching == "tape" else "segment_mpn_10"
     cfg["seed"] = seed
+    cfg["episode"]["max_steps"] = 110  # a run folder records the cap it measured (auto at start)
     if batching == "segment":
         cfg["segment"].update(length=10, batch_size=100, burn_in=5, stored_state=True)
     for dotted, value in changes.items():
