@@ -32,6 +32,7 @@ class Opt:
     types: tuple
     doc: str
     check: Callable[[Any], str | None] | None = None
+    top: int = 2**31 - 1  # largest integer accepted: integers become 32-bit in JAX (no x64)
 
 
 def _positive(v):
@@ -48,6 +49,15 @@ def _unit(v):
 
 def _unit_open(v):
     return None if 0.0 <= v < 1.0 else "must lie in [0, 1)"
+
+
+def _folder_name(v):
+    # the name becomes a folder under runs/: one plain path component, nothing that leaves it
+    if not v or v in (".", "..") or len(v) > 100:
+        return "must be a folder name of 1 to 100 characters (not . or ..)"
+    if any(c in v for c in "/\\") or any(ord(c) < 32 for c in v):
+        return "must be a plain folder name (no / or \\, no control characters)"
+    return None
 
 
 def _max_steps(v):
@@ -71,8 +81,8 @@ def _one_of(*choices):
 
 INT, FLOAT, NUM = (int,), (float,), (int, float)
 SCHEMA: dict = {
-    "name": Opt(None, (str, type(None)), "Experiment name, used for the run folder (default: the YAML file's stem)."),
-    "seed": Opt(0, INT, "Seed of parameters, exploration, buffer sampling and training envs.", _nonneg),
+    "name": Opt(None, (str, type(None)), "Experiment name, used for the run folder (default: the YAML file's stem).", _folder_name),
+    "seed": Opt(0, INT, "Seed of parameters, exploration, buffer sampling and training envs.", _nonneg, top=2**32 - 1),
     "env": {
         "task": Opt("PerceptualDecisionMaking-v0", (str,), "NeuroGym task id (any task with discrete actions)."),
         "kwargs": Opt({}, (dict,), "Keyword arguments for neurogym.make: dt, sigma, timing, rewards, ... as neurogym names them."),
@@ -167,6 +177,46 @@ def _merge(base: dict, override: dict, schema: dict, where: str, path: str = "")
             _merge(base[k], v, spec, where, key + ".")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping with the same key twice (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {short(key)} is given twice (lines {seen[key] + 1} and "
+                        f"{key_node.start_mark.line + 1})", key_node.start_mark)
+                seen[key] = key_node.start_mark.line
+            except TypeError:  # an unhashable key: PyYAML's own error follows
+                pass
+        return super().construct_mapping(node, deep)
+
+
+def safe_load(text: str):
+    """yaml.safe_load, but a key given twice in one mapping is an error (yaml.YAMLError)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
+def _free_values(v, key: str, where: str) -> None:
+    """The values of a mapping passed on to a library (env.kwargs, model.memory_kwargs): no NaN
+    or infinity anywhere, no negative duration in env.kwargs.timing."""
+    stack = [(v, key)]
+    while stack:
+        node, at = stack.pop()
+        if isinstance(node, dict):
+            stack.extend((x, f"{at}.{k}") for k, x in node.items())
+        elif isinstance(node, (list, tuple)):
+            stack.extend((x, f"{at}[{i}]") for i, x in enumerate(node))
+        elif isinstance(node, float) and not math.isfinite(node):
+            raise ConfigError(f"{where}: {at}: must be a finite number, got {short(node)}")
+        elif at.startswith("env.kwargs.timing") and isinstance(node, (int, float)) and not isinstance(node, bool) \
+                and node < 0:
+            raise ConfigError(f"{where}: {at}: a duration must be >= 0 ms, got {short(node)}")
+
+
 def _checked(v, spec: Opt, key: str, where: str):
     if isinstance(v, str) and float in spec.types:
         try:  # YAML 1.1 reads 3e-4 (no dot) as a string
@@ -179,6 +229,13 @@ def _checked(v, spec: Opt, key: str, where: str):
         v = float(v)
     if not isinstance(v, spec.types):
         raise ConfigError(f"{where}: {key}: expected {_type_names(spec)}, got {type(v).__name__} {short(v)}")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ConfigError(f"{where}: {key}: must be a finite number, got {short(v)}")
+    if isinstance(v, int) and not isinstance(v, bool) and not -2**31 <= v <= spec.top:
+        bound = f"at most {spec.top}" if v > 0 else f"at least {-2**31}"
+        raise ConfigError(f"{where}: {key}: must be {bound} (it becomes a 32-bit integer), got {short(v)}")
+    if isinstance(v, dict):
+        _free_values(v, key, where)
     if v is not None and spec.check is not None:
         problem = spec.check(v)
         if problem:
@@ -240,7 +297,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> dict:
     if not path.is_file():
         raise ConfigError(f"{where}: no such file")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(f"{where}: not valid YAML: {short(first, 200)}") from None
@@ -287,7 +344,7 @@ def apply_override(cfg: dict, item: str) -> None:
         raise ConfigError(f"{where}: expected key.sub=value")
     dotted, text = item.split("=", 1)
     try:
-        value = yaml.safe_load(text)
+        value = safe_load(text)
     except (yaml.YAMLError, RecursionError, ValueError):
         raise ConfigError(f"{where}: value is not valid YAML") from None
     _size_check(value, where)
@@ -379,6 +436,14 @@ def check(cfg: dict, where: str) -> None:
         check_episode_sizes(cfg, where)
     if cfg["train"]["eps_end"] > cfg["train"]["eps_start"]:
         raise ConfigError(f"{where}: train.eps_end: must not exceed train.eps_start")
+    tr = cfg["train"]
+    per_iter = cfg["env"]["num_envs"] * tr["steps_per_iter"]
+    if tr["total_env_steps"] + per_iter > 2**31 - 1:  # the env-step counter is a 32-bit integer
+        raise ConfigError(f"{where}: train.total_env_steps: {tr['total_env_steps']} plus one iteration's {per_iter} "
+                          "env steps (env.num_envs x train.steps_per_iter) overflows the 32-bit step counter")
+    if -(-tr["total_env_steps"] // per_iter) * tr["updates_per_iter"] > 2**31 - 1:
+        raise ConfigError(f"{where}: train.updates_per_iter: {tr['updates_per_iter']} updates in each of "
+                          f"{-(-tr['total_env_steps'] // per_iter)} iterations overflow the 32-bit update counter")
 
 
 def check_episode_sizes(cfg: dict, where: str, batching: str | None = None) -> None:

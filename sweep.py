@@ -41,7 +41,7 @@ from pathlib import Path
 
 import yaml
 
-from config import ConfigError, load, one_line, short
+from config import ConfigError, load, one_line, safe_load, short
 
 PROG = "python -m sweep"
 PLAN = "sweep.json"
@@ -58,7 +58,7 @@ def _values(text: str, where: str) -> list:
     out = []
     for item in text.split(","):
         try:
-            out.append(yaml.safe_load(item))
+            out.append(safe_load(item))
         except yaml.YAMLError:
             raise ConfigError(f"{where}: {item!r} is not a valid value") from None
     return out
@@ -108,6 +108,9 @@ def make_plan(config_path: str, grid: dict, seeds: int, batching: str, sets: lis
     if not 1 <= seeds <= MAX_RUNS:
         raise ConfigError(f"--seeds {seeds}: must lie in [1, {MAX_RUNS}]")
     base = load(config_path, sets)
+    if base["seed"] + seeds - 1 > 2**32 - 1:
+        raise ConfigError(f"--seeds {seeds}: seeds {base['seed']} to {base['seed'] + seeds - 1} pass 2**32 - 1 "
+                          "(a seed is a 32-bit unsigned integer)")
     if base["env"]["backend"] != "jax":
         raise ConfigError(f"{config_path}: env.backend: a sweep runs on the jax backend (this config says {base['env']['backend']})")
     for key, values in grid.items():
@@ -164,8 +167,8 @@ def read_sweep_file(path: str) -> dict:
     """A sweep YAML file as dict(config, batching, seeds, grid, set), checked key by key."""
     where = str(path)
     try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as e:
+        raw = safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, RecursionError) as e:
         raise ConfigError(f"{where}: cannot read it as YAML: {one_line(e)}") from None
     if not isinstance(raw, dict) or "config" not in raw:
         raise ConfigError(f"{where}: a sweep file is a mapping with at least 'config' and 'grid'")
@@ -320,7 +323,11 @@ def main(argv=None) -> int:
                 spec = dict(config=args.config, batching="tape", seeds=1, grid={}, set=[], out=None)
                 if _is_sweep_file(args.config):
                     spec = read_sweep_file(args.config)
-                grid = {**spec["grid"], **parse_grid(args.grid)}
+                flags = parse_grid(args.grid)
+                twice = sorted(set(spec["grid"]) & set(flags))
+                if twice:
+                    raise ConfigError(f"--grid {twice[0]}: given in the sweep file {args.config} too; give it once")
+                grid = {**spec["grid"], **flags}
                 seeds = spec["seeds"] if args.seeds is None else args.seeds
                 plan = make_plan(spec["config"], grid, seeds, args.batching or spec["batching"],
                                  [*spec["set"], *args.set])
