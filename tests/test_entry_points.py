@@ -84,6 +84,27 @@ BAD = [
     ("tape: {size: 100000000}\ntrain: {buffer_capacity: 100000000}\n", ["tape.size", "GiB"]),
     ("env: {num_envs: 1000000}\n", ["train.buffer_capacity", "env.num_envs"]),
     ("env: {num_envs: 1000000}\ntrain: {buffer_capacity: 20000000}\n", ["GiB"]),
+    # integers past the 32-bit range they become, once a traceback after the folder was made
+    ("train: {total_env_steps: 1000000000000000}\n", ["train.total_env_steps", "32-bit"]),
+    ("eval: {trials: 4294967296}\n", ["eval.trials", "32-bit"]),
+    ("train: {eps_decay_steps: 1000000000000}\n", ["train.eps_decay_steps", "32-bit"]),
+    ("train: {target_period: 1000000000000}\n", ["train.target_period", "32-bit"]),
+    ("train: {learning_starts: 1000000000000}\n", ["train.learning_starts", "32-bit"]),
+    ("segment: {stride: 1000000000000}\n", ["segment.stride", "32-bit"]),
+    ("episode: {trials: 1000000000000}\n", ["episode.trials", "32-bit"]),
+    ("seed: 4294967296\n", ["seed", "at most 4294967295"]),
+    ("train: {total_env_steps: 2147483600}\n", ["train.total_env_steps", "overflows the 32-bit step counter"]),
+    ("train: {total_env_steps: 2000000000, updates_per_iter: 100000}\n", ["train.updates_per_iter", "overflow"]),
+    # non-finite numbers, once caught only after set-up and compilation
+    ("train: {lr: .inf}\n", ["train.lr", "finite"]),
+    ("env: {kwargs: {sigma: .nan}}\n", ["env.kwargs.sigma", "finite"]),
+    ("env: {kwargs: {rewards: {correct: .nan}}}\n", ["env.kwargs.rewards.correct", "finite"]),
+    ("env: {backend: neurogym, kwargs: {timing: {fixation: -100}}}\n", ["env.kwargs.timing.fixation", ">= 0"]),
+    # names that would put the run folder outside runs/, and a key given twice
+    ("name: ../../../x\n", ["name", "plain folder name"]),
+    ("name: /tmp/elsewhere\n", ["name", "plain folder name"]),
+    ('name: "a\\0b"\n', ["name", "control characters"]),
+    ("env:\n  task: PerceptualDecisionMaking-v0\n  task: DelayMatchSample-v0\n", ["'task' is given twice"]),
 ]
 
 

@@ -162,6 +162,7 @@ def test_table_and_plot(reference, tmp_path):
     (["--grid", "train.lr"], "expected KEY=V1,V2"),
     (["--grid", "train.lr=0.1", "--grid", "train.lr=0.2"], "given twice"),
     (["--seeds", "0"], "--seeds 0"),
+    (["--set", "seed=4294967295", "--seeds", "2"], "pass 2**32 - 1"),
 ])
 def test_bad_grids_are_one_line_and_write_nothing(experiment, tmp_path, capsys, flags, needle):
     out = tmp_path / "bad"
@@ -197,3 +198,16 @@ def test_two_processes_on_localhost_give_the_same_runs(experiment, reference, tm
     assert sorted(p.name for p in (out / "programs" / "p0").iterdir()) == ["process0", "process1"]
     for d in sorted(p.relative_to(reference) for p in reference.glob("*/seed*")):  # 2 runs per process against 4
         assert_same_run(out / d, reference / d)
+
+
+def test_a_grid_key_in_the_sweep_file_and_in_grid_is_refused(experiment, tmp_path, capsys):
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(f"config: {experiment}\ngrid:\n  train.lr: [0.001, 0.002]\n")
+    assert sweep.main([str(spec), "--grid", "train.lr=0.003", "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--grid train.lr: given in the sweep file" in err, err
+    spec.write_text(f"config: {experiment}\ngrid:\n  train.lr: [0.001]\n  train.lr: [0.002]\n")
+    assert sweep.main([str(spec), "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'train.lr' is given twice" in err, err
+    assert not (tmp_path / "s").exists()
