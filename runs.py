@@ -60,8 +60,9 @@ class RunLock:
     processes never train into (or resume) the same folder at once. flock is released by the
     kernel when the process ends, however it ends (kill -9 included)."""
 
-    def __init__(self, top: Path):
-        self.path = top / LOCK_FILE
+    def __init__(self, top: Path, name: str = LOCK_FILE):
+        """name: the lock file in `top` (a sweep's processes each hold their own)."""
+        self.path = top / name
         try:
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:

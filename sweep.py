@@ -245,6 +245,39 @@ def run_program(top: Path, program: dict, batching: str, process: int, processes
     return len(mine)
 
 
+def check_plan(plan, where: str) -> None:
+    """A sweep.json read back for --resume: the structure this module writes, every run's config
+    valid as a resolved config, every run folder inside the sweep folder. One ConfigError line."""
+    from config import from_mapping
+
+    def need(ok, what):
+        if not ok:
+            raise ConfigError(f"{where} is damaged: {what}")
+
+    need(isinstance(plan, dict) and plan.get("format") == FORMAT, f"not a format-{FORMAT} sweep plan")
+    need(plan.get("batching") in ("tape", "segment"), "batching")
+    programs = plan.get("programs")
+    need(isinstance(programs, list) and programs, "programs")
+    for i, p in enumerate(programs):
+        at = f"programs[{i}]"
+        need(isinstance(p, dict) and isinstance(p.get("id"), str) and p["id"].isidentifier(), f"{at}.id")
+        need(isinstance(p.get("run_id"), str) and isinstance(p.get("value_keys"), list), f"{at}.run_id, value_keys")
+        need(isinstance(p.get("runs"), list) and p["runs"], f"{at}.runs")
+        p["config"] = from_mapping(p.get("config"), f"{where}: {at}.config")
+        for j, r in enumerate(p["runs"]):
+            rat = f"{at}.runs[{j}]"
+            need(isinstance(r, dict), rat)
+            seed, d, hp = r.get("seed"), r.get("dir"), r.get("hp")
+            need(isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32, f"{rat}.seed")
+            parts = Path(d).parts if isinstance(d, str) else ()
+            need(parts and not Path(d).is_absolute() and ".." not in parts, f"{rat}.dir (a folder inside the sweep)")
+            need(isinstance(hp, dict) and set(hp) <= set(p["value_keys"]) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in hp.values()),
+                f"{rat}.hp")
+            need(isinstance(r.get("setting"), dict), f"{rat}.setting")
+            r["config"] = from_mapping(r.get("config"), f"{where}: {rat}.config")
+
+
 def check_programs(plan: dict) -> None:
     """The entry points' checks (cli.check_run), per program, before any folder is made; an
     episode.max_steps of auto is then the measured number in every run's config too."""
@@ -291,11 +324,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from runs import RunFolder, RunStopped, atomic_write, make_folder
+    from runs import RunFolder, RunLock, RunStopped, atomic_write, make_folder
     from training import StopFlag
 
     stop = StopFlag()
-    top = None
+    top, lock = None, None
 
     def forced() -> str:  # the watcher's last word when the main thread is stuck (StopFlag)
         if top is None or not (top / PLAN).is_file():
@@ -312,11 +345,12 @@ def main(argv=None) -> int:
                 top = Path(args.resume)
                 try:
                     plan = json.loads((top / PLAN).read_text())
-                    assert plan.get("format") == FORMAT and plan["programs"]
                 except FileNotFoundError:
                     raise ConfigError(f"--resume {top}: no {PLAN} there (not a sweep folder)") from None
-                except (OSError, ValueError, KeyError, AssertionError, UnicodeDecodeError):
-                    raise ConfigError(f"--resume {top}: {PLAN} is damaged") from None
+                except (OSError, ValueError, UnicodeDecodeError, RecursionError) as e:
+                    raise ConfigError(f"--resume {top}: {PLAN} is damaged ({one_line(e)})") from None
+                check_plan(plan, f"--resume {top}: {PLAN}")
+                lock = RunLock(top, f".lock.process{process}")
             else:
                 if not args.config:
                     raise ConfigError("give an experiment YAML file or a sweep file (or --resume DIR)")
@@ -339,9 +373,11 @@ def main(argv=None) -> int:
                 if process == 0:
                     RunFolder.check(top)
                     make_folder(top, "--out")
+                    lock = RunLock(top, f".lock.process{process}")
                     atomic_write(top / PLAN, json.dumps(plan, indent=1).encode())
                 else:  # the others write into the folder only once process 0 has checked and claimed it
                     _wait_for(top / PLAN, plan)
+                    lock = RunLock(top, f".lock.process{process}")
             n_runs = sum(len(p["runs"]) for p in plan["programs"])
             print(f"{PROG}: {n_runs} runs in {len(plan['programs'])} program(s), writing {top}/"
                   + (f" (process {process} of {processes})" if processes > 1 else ""), file=sys.stderr)
@@ -353,6 +389,9 @@ def main(argv=None) -> int:
             from cli import report
 
             return report(PROG, e)
+        finally:
+            if lock is not None:
+                lock.release()
     done = sum((top / r["dir"] / "summary.json").is_file() for p in plan["programs"] for r in p["runs"])
     print(f"{PROG}: {trained} run(s) trained by this process; {done} of {n_runs} finished in {top}/; "
           f"table and plot: python -m plotting.sweep {top}")
@@ -387,4 +426,7 @@ def _is_sweep_file(path: str) -> bool:
 
 
 if __name__ == "__main__":
+    from jaxenv import import_jax
+
+    import_jax(PROG)  # JAX's environment variables, checked in one line
     sys.exit(main())

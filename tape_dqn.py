@@ -11,6 +11,9 @@ if __name__ == "__main__":
     pending = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: pending.append(signum))
+    from jaxenv import import_jax
+
+    import_jax("tape_dqn.py")  # JAX's environment variables, checked in one line
     from cli import cli_main
 
     sys.exit(cli_main(sys.argv[1:], batching="tape", pending=pending))

@@ -261,3 +261,18 @@ def test_both_backends_share_one_schedule(tmp_path):
         assert all(r["grad_norm"] != "" and int(r["dropped_episodes"]) == 0 for r in rows)
         assert json.loads((out / "run.json").read_text())["batching"] == "tape"
     assert steps["neurogym"] == steps["jax"] == [(192, 8), (384, 20), (576, 32), (640, 36)]
+
+
+@pytest.mark.parametrize("command", [["tape_dqn.py"], ["segment_dqn.py"], ["-m", "sweep"]])
+@pytest.mark.parametrize("variable, value", [("JAX_PLATFORMS", "gpu"), ("JAX_NUM_CPU_DEVICES", "abc")])
+def test_a_jax_variable_jax_refuses_is_one_line(tmp_path, command, variable, value):
+    """Once a traceback from inside jax (at import, or when its backend starts)."""
+    import os
+
+    good = str(ROOT / "experiments" / "perceptual_decision_making" / "tape_mpn.yaml")
+    proc = subprocess.run([sys.executable, *command, good, "--out", str(tmp_path / "run")], cwd=ROOT,
+                          env=dict(os.environ, **{variable: value}), capture_output=True, text=True, timeout=120)
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert f"environment variable {variable}='{value}'" in err, err
+    assert not (tmp_path / "run").exists()

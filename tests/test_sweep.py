@@ -211,3 +211,72 @@ def test_a_grid_key_in_the_sweep_file_and_in_grid_is_refused(experiment, tmp_pat
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "'train.lr' is given twice" in err, err
     assert not (tmp_path / "s").exists()
+
+
+HOLD = """
+import sys, threading
+from pathlib import Path
+sys.path.insert(0, {root!r})
+import sweep, training
+
+class Hold(training.StopFlag):
+    @property
+    def signum(self):  # read between blocks: once there is a checkpoint and a row, hold for ever
+        top = Path({out!r})
+        rows = [len(p.read_text().splitlines()) for p in top.glob("*/seed*/metrics.csv")]
+        if rows and min(rows) >= 2 and (top / "programs/p0/process0/checkpoint.pkl").is_file():
+            print("held", flush=True)
+            threading.Event().wait()
+        return None
+
+    @signum.setter
+    def signum(self, value):
+        pass
+
+training.StopFlag = Hold
+sys.exit(sweep.main({argv!r}))
+"""
+
+
+def test_one_process_per_sweep_folder_and_kill_9_then_resume_is_exact(experiment, reference, tmp_path):
+    """While a sweep runs, a --resume of its folder is refused (it once appended rows twice); after
+    kill -9 one --resume finishes it, equal byte for byte to the uninterrupted sweep."""
+    out = tmp_path / "held"
+    argv = [str(experiment), *GRID, "--seeds", "2", "--out", str(out), "--no-progress"]
+    proc = subprocess.Popen([sys.executable, "-c", HOLD.format(root=str(ROOT), out=str(out), argv=argv)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held", proc.stderr.read()[-2000:]
+    second = subprocess.run([sys.executable, "-m", "sweep", "--resume", str(out), "--no-progress"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert second.returncode == 2 and "another process" in second.stderr, second.stderr[-2000:]
+    assert len(second.stderr.strip().splitlines()) == 1, second.stderr
+    proc.kill()
+    proc.communicate()
+    again = subprocess.run([sys.executable, "-m", "sweep", "--resume", str(out), "--no-progress"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    for d in sorted(p.relative_to(reference) for p in reference.glob("*/seed*")):
+        assert_same_run(out / d, reference / d, exact=True)
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda plan: plan["programs"][0].pop("runs"), "programs[0].runs"),
+    (lambda plan: plan["programs"][0]["config"]["model"]["memory_kwargs"].update(hidden=0), "hidden"),
+    (lambda plan: plan["programs"][0]["runs"][0]["config"]["train"].update(lr="fast"), "train.lr"),
+    (lambda plan: plan["programs"][0]["runs"][0].update(dir="../../elsewhere"), "runs[0].dir"),
+    (lambda plan: plan["programs"][0]["runs"][1].update(seed=-1), "runs[1].seed"),
+    (lambda plan: plan.update(format=99), "format"),
+])
+def test_a_damaged_sweep_plan_is_refused_on_resume_in_one_line(reference, tmp_path, capsys, edit, needle):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(reference, out)
+    plan = json.loads((out / "sweep.json").read_text())
+    edit(plan)
+    (out / "sweep.json").write_text(json.dumps(plan))
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert sweep.main(["--resume", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "sweep.json" in err and needle in err and "Traceback" not in err, err
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
