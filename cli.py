@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from marks import ON as _TIMING, mark as _mark  # noqa: E402  (imports nothing heavy)
+from oneline import OneLineParser
 
 _mark("cli")
 import jax  # after the mark: importing jax is most of the start-up
@@ -394,7 +395,7 @@ def report(prog: str, e: Exception) -> int:
 
 
 def _parser(prog: str, batching: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=f"Double DQN with {batching}-based batching on a NeuroGym task.")
+    p = OneLineParser(prog=prog, description=f"Double DQN with {batching}-based batching on a NeuroGym task.")
     p.add_argument("config", nargs="?", help="experiment YAML file, e.g. experiments/perceptual_decision_making/tape_mpn.yaml")
     p.add_argument("--seed", type=int, help="override the config's seed")
     p.add_argument("--out", help="run folder (default runs/<experiment>-<timestamp>/); must not exist or be empty")

@@ -42,6 +42,7 @@ from pathlib import Path
 import yaml
 
 from config import ConfigError, load, one_line, safe_load, short
+from oneline import OneLineParser
 
 PROG = "python -m sweep"
 PLAN = "sweep.json"
@@ -306,7 +307,7 @@ def _distributed(args) -> tuple[int, int]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="Seeds x settings of one experiment in one program per shape.")
+    p = OneLineParser(prog=PROG, description="Seeds x settings of one experiment in one program per shape.")
     p.add_argument("config", nargs="?", help="experiment YAML file, or a sweep file (with 'config' and 'grid')")
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...", help="values of one config key (repeatable)")
     p.add_argument("--seeds", type=int, default=None, metavar="N", help="seeds per setting (default 1)")

@@ -26,7 +26,6 @@ programs before the first row (of which loaded from the cache).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -37,6 +36,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from oneline import OneLineParser
 
 MARK = "MPN_DQN_TIMING"
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,7 +161,7 @@ def _load() -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.coldstart", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m benchmarks.coldstart", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=3, help="runs with an empty and with a warm cache (default 3)")
     p.add_argument("--experiment", default=DEFAULT, help=f"experiment YAML (default {DEFAULT})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="passed on to the command")

@@ -12,13 +12,13 @@ mode prints one line per run and exits 1 on any difference.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import json
 import subprocess
 import sys
 from pathlib import Path
+from oneline import OneLineParser
 
 TINY = ["train.total_env_steps=3072", "train.learning_starts=1024", "eval.every_env_steps=1000",
         "eval.trials=100", "eval.final_trials=100", "eval.num_envs=16"]
@@ -124,7 +124,7 @@ def compare(old: Path, new: Path, only: list[str] | None = None) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.fingerprint", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m benchmarks.fingerprint", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", help="run the set into this folder (runs already there are kept)")
     p.add_argument("--only", nargs="*", help="only runs whose name contains one of these")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"))

@@ -29,7 +29,6 @@ their random value.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -40,6 +39,7 @@ import numpy as np
 
 from collector.tasks import PORTS, SCORES, TASK_META, score_of
 from plotting.common import PlotError, bootstrap_ci, cli_error, find_runs, load_run, use_agg
+from oneline import OneLineParser
 
 PROG = "python -m benchmarks.panel"
 ROOT = Path(__file__).resolve().parent.parent
@@ -300,7 +300,7 @@ def run_all(args, out_root: Path) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    p = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/panel", help="folder of the run folders (default results/panel)")
     p.add_argument("--tasks", nargs="+", default=[m.task for m in PORTS], metavar="TASK")
     p.add_argument("--settings", nargs="+", default=list(SETTINGS), metavar="SETTING",

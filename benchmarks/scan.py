@@ -25,7 +25,6 @@ jax version, backend and device name. --plot: time vs T, log-log, one panel per 
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -35,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from memory import MEMORY_ORDER, make_memory, model_class
+from oneline import OneLineParser
 
 INPUT_DIM = 10
 EPISODE = 100
@@ -204,7 +204,7 @@ def plot(records: list[dict], path: str) -> None:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap = OneLineParser(prog="python -m benchmarks.scan", description=__doc__.split('\n\n')[0])
     ap.add_argument('--quick', action='store_true', help='T in {1e3, 1e4}, Nh = 64 only')
     ap.add_argument('--out', help='write the records as a JSON list to this file')
     ap.add_argument('--plot', help='write a log-log plot of time vs T to this PNG')

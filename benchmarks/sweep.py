@@ -17,7 +17,6 @@ Everything runs side by side in one invocation on the same cores; the JSON recor
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -26,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from oneline import OneLineParser
 
 EXPERIMENT = "experiments/perceptual_decision_making/tape_mpn.yaml"
 LRS = ("0.001", "0.002", "0.003", "0.004")
@@ -90,7 +90,7 @@ def compare(out: Path, steps: int) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.sweep", description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="python -m benchmarks.sweep", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="figures/sweep_benchmark.json")
     p.add_argument("--work", help="folder for the runs (default: a temporary folder)")
     p.add_argument("--runs", type=int, nargs="+", default=[1, 5, 20, 80])

@@ -52,7 +52,6 @@ thread while the record is measured; `peak_memory_source` says which.
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
@@ -72,6 +71,7 @@ import buffer as buf
 from buffer import Episodes, Tape
 from collector.tasks import JAX_TASKS  # every JAX port: the full collection plan covers them all
 from memory import MEMORY_ORDER  # every memory model: the full update plan covers them all
+from oneline import OneLineParser
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMORIES = MEMORY_ORDER
@@ -1102,15 +1102,8 @@ def format_table(records: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors and exit status 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def parse_args(argv):
-    p = _Parser(prog="python -m benchmarks.throughput",
+    p = OneLineParser(prog="python -m benchmarks.throughput",
                 description="Throughput of tape vs segment double-DQN updates, buffer sampling and collection.")
     p.add_argument("--quick", action="store_true", help="fewer configurations and repeats (under 2 minutes on a 2-core CPU)")
     p.add_argument("--out", metavar="FILE.json", help="write the records (a JSON list) to this file")

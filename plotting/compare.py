@@ -10,13 +10,13 @@ task's ideal-observer ceiling and random-policy baseline. Runs of several tasks:
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from collector.tasks import TASK_META
+from oneline import OneLineParser
 from plotting.common import (
     TASK_BASELINES, PlotError, bootstrap_ci, cli_error, find_runs, group_runs, load_run, use_agg,
 )
@@ -117,7 +117,7 @@ def figure_path(out: str) -> Path:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog=PROG, description="Learning curves of run folders, grouped by batching mode, "
+    p = OneLineParser(prog=PROG, description="Learning curves of run folders, grouped by batching mode, "
                                 "memory model and segment settings (mean and 95%% bootstrap CI over seeds).")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folder, or a folder of run folders (e.g. seed*/)")
     p.add_argument("--out", required=True, metavar="FIG.png", help="figure to write (.png, .pdf, .svg)")

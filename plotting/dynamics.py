@@ -58,10 +58,8 @@ cannot be written) stops the command before any work with one line on stderr and
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -69,6 +67,7 @@ import numpy as np
 
 from memory import model_class  # the registry (no JAX until a model class is asked for)
 from plotting.common import PlotError, _first_line, cli_error, find_runs, group_label, load_summary, use_agg
+from oneline import OneLineParser
 
 PROG = "python -m plotting.dynamics"
 MIN_BIN_TRIALS = 10  # fewest trials a decoded / averaged step needs
@@ -747,11 +746,7 @@ def dynamics(run_arg, out=None, data_out=None, trials: int = 400, seed: int = 0,
 
 
 def main(argv=None) -> int:
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):  # one line, not the usage block
-            self.exit(2, f"{PROG}: error: {message}\n")
-
-    p = Parser(prog=PROG, description="Hidden activity, memory state, decoding and plasticity of the "
+    p = OneLineParser(prog=PROG, description="Hidden activity, memory state, decoding and plasticity of the "
                                 "greedy policy of a trained run (or of each run in a folder of seeds).",
                                 epilog="See the docstring of plotting/dynamics.py for the --data layout.")
     p.add_argument("run", metavar="RUN_DIR", help="a run folder, or a folder of run folders of one task and model")

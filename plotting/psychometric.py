@@ -19,7 +19,6 @@ no-response trials. The per-coherence table is written next to the figure as JSO
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from plotting.common import PlotError, cli_error, find_runs, group_label, load_summary, use_agg, wilson_ci
+from oneline import OneLineParser
 
 PROG = "python -m plotting.psychometric"
 TASK = "PerceptualDecisionMaking-v0"
@@ -214,7 +214,7 @@ def psychometric(run_dir, out, trials: int = 2000, seed: int = 0, num_envs: int 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog=PROG, description="Psychometric curve (P(choose right) vs signed coherence) of "
+    p = OneLineParser(prog=PROG, description="Psychometric curve (P(choose right) vs signed coherence) of "
                                 "the greedy policy of a trained PerceptualDecisionMaking-v0 run.")
     p.add_argument("run", metavar="RUN_DIR", help="one run folder (with config.yaml and params.msgpack)")
     p.add_argument("--out", required=True, metavar="FIG.png", help="figure to write; the table goes to the same stem .json")

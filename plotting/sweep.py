@@ -10,7 +10,6 @@ point in the lower panel (the table says how many did).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 
 from plotting.common import PlotError, bootstrap_ci, cli_error, load_metrics, load_summary, use_agg
 from plotting.table import TARGETS, first_reach
+from oneline import OneLineParser
 
 PROG = "python -m plotting.sweep"
 
@@ -110,7 +110,7 @@ def _order(v):
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    p = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("sweep", help="a sweep folder (python -m sweep --out)")
     p.add_argument("--out", help="figure (default SWEEP/sweep.png)")
     p.add_argument("--table", help="markdown table (default SWEEP/sweep.md)")

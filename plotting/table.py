@@ -10,7 +10,6 @@ reached the target, and the count of those seeds is given.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from collector.tasks import TASK_META
 from plotting.common import PlotError, bootstrap_ci, cli_error, find_runs, group_runs, load_run
+from oneline import OneLineParser
 
 PROG = "python -m plotting.table"
 TARGETS = {t: m.target for t, m in TASK_META.items()}  # each task's default target (the task table)
@@ -81,7 +81,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    p = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", help="run folders, or folders of run folders")
     p.add_argument("--target", type=float, help="one target for every task (default: the per-task goals)")
     p.add_argument("--out", help="also write the table to this markdown file")

@@ -13,7 +13,6 @@ Any problem with the input prints one line on stderr and exits with status 2.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -21,6 +20,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from memory import MEMORY_ORDER  # the registry's display order of the memory models (no JAX)
+from oneline import OneLineParser
 
 PROG = "python -m plotting.throughput"
 SEG_COLORS = {10: "tab:blue", 50: "tab:orange", 100: "tab:green"}
@@ -406,11 +406,7 @@ def _check(records, fields):
 
 
 def main(argv=None) -> int:
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):
-            self.exit(2, f"{PROG}: error: {message}\n")
-
-    p = Parser(prog=PROG, description="Plot a benchmarks.throughput JSON file.")
+    p = OneLineParser(prog=PROG, description="Plot a benchmarks.throughput JSON file.")
     p.add_argument("bench", metavar="BENCH.json", help="file written by python -m benchmarks.throughput --out")
     p.add_argument("--out", required=True, metavar="FIG.png", help="PNG file to write")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)

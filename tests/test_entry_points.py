@@ -276,3 +276,17 @@ def test_a_jax_variable_jax_refuses_is_one_line(tmp_path, command, variable, val
     assert proc.returncode == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert f"environment variable {variable}='{value}'" in err, err
     assert not (tmp_path / "run").exists()
+
+
+ENTRY_POINTS = [["tape_dqn.py"], ["segment_dqn.py"], ["-m", "sweep"], *(["-m", f"plotting.{m}"] for m in (
+    "compare", "dynamics", "psychometric", "sweep", "table", "throughput")), *(["-m", f"benchmarks.{m}"] for m in (
+    "coldstart", "fingerprint", "panel", "scan", "sweep", "throughput"))]
+
+
+@pytest.mark.parametrize("command", ENTRY_POINTS, ids=[c[-1] for c in ENTRY_POINTS])
+def test_a_bad_flag_is_one_line_for_every_entry_point(command):
+    """argparse's own refusal prints a usage block of 3-5 lines; every entry point gives one."""
+    proc = subprocess.run([sys.executable, *command, "--no-such-flag"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and len(err.splitlines()) == 1 and ": error: " in err, err
