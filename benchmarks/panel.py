@@ -3,6 +3,7 @@
     python -m benchmarks.panel                          # train what is missing, then the table and figure
     python -m benchmarks.panel --settings tape_mpn      # only the default agent
     python -m benchmarks.panel --table-only             # only the table and figure from the run folders
+    python -m benchmarks.panel --table-only --table figures/panel.md --figure figures/panel.png  # the record
     python -m benchmarks.panel --tasks GoNogo-v0 DelayComparison-v0 --steps 50000 --out /tmp/panel
 
 For each task of the task table (collector/tasks, the 26 native discrete-action tasks of neurogym
@@ -16,7 +17,8 @@ the task's experiment file, only the env-step budget changed. Settings:
                the table uses there (the mean final value of its seeds)
 Finished runs are kept; an interrupted one is resumed (`--resume`), so the command can be re-run.
 
-The table (`--table`, markdown; the same figures as JSON beside it) has one row per task and
+The table (`--table`, default OUT/panel.md, markdown; the same figures as JSON beside it; the
+figure `--figure`, default OUT/panel.png) has one row per task and
 setting: the column the task is judged on (neurogym's performance, or reward per trial where the
 performance cannot show learning: collector.tasks.SCORES says why), its random-policy value and
 ceiling, the final value (greedy, mean over seeds with a 95% bootstrap CI), the target (a
@@ -38,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from collector.tasks import PORTS, SCORES, TASK_META, score_of
-from plotting.common import PlotError, bootstrap_ci, cli_error, find_runs, load_run, use_agg
+from plotting.common import PlotError, bootstrap_ci, check_figure, cli_error, find_runs, load_run, use_agg
 from oneline import OneLineParser
 
 PROG = "python -m benchmarks.panel"
@@ -312,8 +314,9 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key in every program (repeatable), as the entry points' --set")
     p.add_argument("--table-only", action="store_true", help="train nothing; table and figure from the folders")
-    p.add_argument("--table", default="figures/panel.md", help="markdown table (JSON beside it)")
-    p.add_argument("--figure", default="figures/panel.png")
+    p.add_argument("--table", help="markdown table, JSON beside it (default OUT/panel.md; the repository's "
+                   "record is figures/panel.md, written only when named)")
+    p.add_argument("--figure", help="figure (default OUT/panel.png)")
     p.add_argument("--reps", type=int, default=2000, help="bootstrap repetitions of the aggregates")
     args = p.parse_args(argv)
     bad = [t for t in args.tasks if t not in TASK_META]
@@ -328,6 +331,12 @@ def main(argv=None) -> int:
     if bad:
         return cli_error(PROG, f"--set {bad[0]!r}: expected KEY=VALUE")
     out_root = Path(args.out)
+    args.table = args.table or str(out_root / "panel.md")
+    args.figure = args.figure or str(out_root / "panel.png")
+    try:
+        check_figure(args.figure, "--figure")  # before any training, and before the table is written
+    except PlotError as e:
+        return cli_error(PROG, str(e))
     if not args.table_only:
         try:
             out_root.mkdir(parents=True, exist_ok=True)

@@ -26,11 +26,66 @@ TASK_BASELINES = {t: (m.random, m.ceiling) for t, m in TASK_META.items() if m.ce
 
 from runs import REQUIRED_COLUMNS, RUN_FILE  # the run folder's schema (runs.py; imports no JAX)
 SUMMARY_FIELDS = {"final_eval_performance": (int, float)}  # what the tables read without a default
+# fields read where present: a value of another type is refused (None: the field may be null)
+OPTIONAL_SUMMARY_FIELDS = {
+    "seeds_in_program": (int,), "env_steps": (int,), "updates": (int,), "wall_s": (int, float),
+    "final_eval_reward_per_trial": (int, float, type(None)), "final_eval_trials": (int,), "seed": (int,),
+    "target": (int, float, type(None)), "target_reached_env_steps": (int, type(None)),
+    "target_reached_wall_s": (int, float, type(None)), "eval_trials": (int,),
+    "experiment": (str,), "batching": (str,), "backend": (str,), "task": (str,), "memory": (str,),
+}
 RUN_FILES = ("config.yaml", "metrics.csv", "summary.json", "params.msgpack")
 
 
 class PlotError(Exception):
     """Bad input to a plotting command: the message is one line meant for the user."""
+
+
+# what matplotlib's Agg canvas writes; a figure named with any other suffix is refused up front
+FIGURE_TYPES = ("png", "pdf", "svg", "svgz", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp", "pgf", "raw", "rgba")
+MAX_SIM_ENVS = 4096  # envs a plotting command simulates side by side
+SEED_MAX = 2**32 - 1  # a PRNG seed is a 32-bit unsigned integer
+
+
+def check_figure(path, flag: str) -> Path:
+    """A figure file named on the command line: a type matplotlib writes (a name without a suffix
+    is left to the caller), checked before any work."""
+    path = Path(path)
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix and suffix not in FIGURE_TYPES:
+        raise PlotError(f"{flag} {path}: unknown figure type .{suffix}; use .png, .pdf or .svg "
+                        f"(or one of {', '.join(FIGURE_TYPES[3:])})")
+    return path
+
+
+def check_writable(path: Path, flag: str) -> None:
+    """Fail early (PlotError) when `path` cannot be written: a folder, a parent that cannot be
+    created, or a file that cannot be opened for writing (tried, and removed again if new)."""
+    path = Path(path)
+    if path.is_dir():
+        raise PlotError(f"{flag} {path}: is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PlotError(f"{flag} {path}: cannot create its folder: {e.strerror or _first_line(e)}") from None
+    existed = path.exists()
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as e:
+        raise PlotError(f"{flag} {path}: not writable: {e.strerror or _first_line(e)}") from None
+    if not existed:
+        path.unlink()
+
+
+def check_simulation(trials: int, max_trials: int, seed: int, num_envs: int) -> None:
+    """--trials, --seed and --num-envs of a command that simulates a trained policy."""
+    if not 1 <= trials <= max_trials:
+        raise PlotError(f"--trials must be between 1 and {max_trials}, got {trials}")
+    if not 1 <= num_envs <= MAX_SIM_ENVS:
+        raise PlotError(f"--num-envs must be between 1 and {MAX_SIM_ENVS}, got {num_envs}")
+    if not 0 <= seed <= SEED_MAX:
+        raise PlotError(f"--seed must be between 0 and {SEED_MAX}, got {seed}")
 
 
 def use_agg() -> None:
@@ -154,6 +209,11 @@ def load_summary(run_dir) -> dict | None:
     for key, kinds in SUMMARY_FIELDS.items():
         if not isinstance(summary.get(key), kinds) or isinstance(summary.get(key), bool):
             raise PlotError(f"{path}: field '{key}' is missing or not a number")
+    for key, kinds in OPTIONAL_SUMMARY_FIELDS.items():
+        v = summary.get(key)
+        if key in summary and (not isinstance(v, kinds) or isinstance(v, bool)):
+            names = "/".join("null" if k is type(None) else k.__name__ for k in kinds)
+            raise PlotError(f"{path}: field '{key}' must be {names}, got {type(v).__name__}")
     return summary
 
 

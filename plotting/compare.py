@@ -18,7 +18,7 @@ import numpy as np
 from collector.tasks import TASK_META
 from oneline import OneLineParser
 from plotting.common import (
-    TASK_BASELINES, PlotError, bootstrap_ci, cli_error, find_runs, group_runs, load_run, use_agg,
+    TASK_BASELINES, PlotError, bootstrap_ci, check_figure, cli_error, find_runs, group_runs, load_run, use_agg,
 )
 
 PROG = "python -m plotting.compare"
@@ -113,7 +113,7 @@ def figure_path(out: str) -> Path:
     path = Path(out)
     if path.is_dir():
         raise PlotError(f"--out {out}: is a folder; give a file name, e.g. {path / 'compare.png'}")
-    return path if path.suffix else path.with_name(path.name + ".png")
+    return check_figure(path, "--out") if path.suffix else path.with_name(path.name + ".png")
 
 
 def main(argv=None) -> int:

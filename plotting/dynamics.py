@@ -66,7 +66,10 @@ from pathlib import Path
 import numpy as np
 
 from memory import model_class  # the registry (no JAX until a model class is asked for)
-from plotting.common import PlotError, _first_line, cli_error, find_runs, group_label, load_summary, use_agg
+from plotting.common import (
+    PlotError, _first_line, check_figure, check_simulation, check_writable, cli_error, find_runs, group_label,
+    load_summary, use_agg,
+)
 from oneline import OneLineParser
 
 PROG = "python -m plotting.dynamics"
@@ -661,25 +664,6 @@ def summarise(datas: list[dict], analyses: list[dict]) -> dict:
 # ------------------------------------------------------------------------------------------------
 # Command
 # ------------------------------------------------------------------------------------------------
-def _check_writable(path: Path, flag: str) -> None:
-    """Fail early (PlotError) when `path` cannot be written: a folder, a parent that cannot be
-    created, or a file that cannot be opened for writing (tried, and removed again if new)."""
-    if path.is_dir():
-        raise PlotError(f"{flag} {path}: is a folder")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise PlotError(f"{flag} {path}: cannot create its folder: {e.strerror or _first_line(e)}") from None
-    existed = path.exists()
-    try:
-        with open(path, "ab"):
-            pass
-    except OSError as e:
-        raise PlotError(f"{flag} {path}: not writable: {e.strerror or _first_line(e)}") from None
-    if not existed:
-        path.unlink()
-
-
 def data_paths(data: Path, runs: list[Path]) -> list[Path]:
     """Where --data goes: the path itself for one run, else <stem>_<run name>.npz per run (with
     the parent's name too when run names repeat)."""
@@ -701,21 +685,16 @@ def save_data(path: Path, data: dict) -> Path:
 
 def dynamics(run_arg, out=None, data_out=None, trials: int = 400, seed: int = 0, num_envs: int = 32):
     """The whole command; returns (figure path, [data paths], [(data, analysis)])."""
-    if trials < 1 or trials > MAX_TRIALS:
-        raise PlotError(f"--trials must be between 1 and {MAX_TRIALS}, got {trials}")
-    if num_envs < 1:
-        raise PlotError(f"--num-envs must be at least 1, got {num_envs}")
-    if seed < 0:
-        raise PlotError(f"--seed must be 0 or more, got {seed}")
+    check_simulation(trials, MAX_TRIALS, seed, num_envs)
     if trials < 2 * FOLDS:
         raise PlotError(f"--trials {trials}: decoding with {FOLDS}-fold cross-validation needs at least {2 * FOLDS} trials")
     runs = find_runs([run_arg])
-    out = Path(out) if out is not None else Path(run_arg) / "dynamics.png"
-    _check_writable(out, "--out")
-    _check_writable(out.with_suffix(".json"), "--out")
+    out = check_figure(out, "--out") if out is not None else Path(run_arg) / "dynamics.png"
+    check_writable(out, "--out")
+    check_writable(out.with_suffix(".json"), "--out")
     dpaths = data_paths(Path(data_out), runs) if data_out is not None else []
     for p in dpaths:
-        _check_writable(p, "--data")
+        check_writable(p, "--data")
     checked = []
     for r in runs:
         checked.append(load_network(r))

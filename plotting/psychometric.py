@@ -25,10 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
-from plotting.common import PlotError, cli_error, find_runs, group_label, load_summary, use_agg, wilson_ci
+from plotting.common import (
+    PlotError, check_figure, check_simulation, check_writable, cli_error, find_runs, group_label, load_summary, use_agg,
+    wilson_ci,
+)
 from oneline import OneLineParser
 
 PROG = "python -m plotting.psychometric"
+MAX_TRIALS = 200_000  # trials one call simulates (a few seconds; the log is kept on the device)
 TASK = "PerceptualDecisionMaking-v0"
 LEFT, RIGHT = 1, 2
 
@@ -223,8 +227,9 @@ def main(argv=None) -> int:
     p.add_argument("--num-envs", type=int, default=64, help="envs simulated in parallel (default 64)")
     args = p.parse_args(argv)
     try:
-        if args.trials < 1 or args.num_envs < 1:
-            raise PlotError("--trials and --num-envs must be at least 1")
+        check_simulation(args.trials, MAX_TRIALS, args.seed, args.num_envs)
+        check_figure(args.out, "--out")
+        check_writable(Path(args.out), "--out")
         runs = find_runs([args.run])
         if len(runs) != 1:
             raise PlotError(f"{args.run}: holds {len(runs)} run folders ({', '.join(r.name for r in runs[:4])}"

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from plotting.common import PlotError, bootstrap_ci, cli_error, load_metrics, load_summary, use_agg
+from plotting.common import (
+    PlotError, bootstrap_ci, check_figure, check_writable, cli_error, load_metrics, load_summary, use_agg,
+)
 from plotting.table import TARGETS, first_reach
 from oneline import OneLineParser
 
@@ -30,14 +32,22 @@ def _ci(values) -> tuple[float, float, float]:
 
 def settings(top: Path, target: float | None) -> tuple[list[str], list[dict]]:
     """(swept keys, one dict per setting: its values, finals and steps to target over seeds)."""
+    from config import ConfigError
+    from sweep import check_plan
+
     try:
         plan = json.loads((top / "sweep.json").read_text())
-        programs = plan["programs"]
-        keys = list(plan["grid"])
     except FileNotFoundError:
         raise PlotError(f"{top}: no sweep.json (not a sweep folder of python -m sweep)") from None
-    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
         raise PlotError(f"{top}/sweep.json: damaged") from None
+    try:
+        check_plan(plan, f"{top}/sweep.json")
+    except ConfigError as e:
+        raise PlotError(str(e)) from None
+    if not isinstance(plan.get("grid"), dict):
+        raise PlotError(f"{top}/sweep.json is damaged: grid")
+    programs, keys = plan["programs"], list(plan["grid"])
     out: dict[str, dict] = {}
     for p in programs:
         for r in p["runs"]:
@@ -118,10 +128,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     top = Path(args.sweep)
     try:
+        table = Path(args.table or top / "sweep.md")
+        fig = check_figure(args.out or top / "sweep.png", "--out")
         keys, rows = settings(top, args.target)
         text = markdown(keys, rows)
-        table = Path(args.table or top / "sweep.md")
-        fig = Path(args.out or top / "sweep.png")
+        check_writable(table, "--table")  # both before either is written
+        check_writable(fig, "--out")
         table.write_text(text)
         plot(keys, rows, fig, f"{rows[0]['task'] if rows else ''}: {sum(s['seeds'] for s in rows)} runs")
     except PlotError as e:

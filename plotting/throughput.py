@@ -21,6 +21,7 @@ from pathlib import Path
 
 from memory import MEMORY_ORDER  # the registry's display order of the memory models (no JAX)
 from oneline import OneLineParser
+from plotting.common import PlotError, check_writable
 
 PROG = "python -m plotting.throughput"
 SEG_COLORS = {10: "tab:blue", 50: "tab:orange", 100: "tab:green"}
@@ -418,6 +419,11 @@ def main(argv=None) -> int:
             raise BenchPlotError(f"--out {out}: folder {out.parent} does not exist")
         if out.suffix.lower() != ".png":
             raise BenchPlotError(f"--out {out}: expected a .png file name")
+        for path in (out, out.with_name(out.stem + "_scan.png")):  # both before any work
+            try:
+                check_writable(path, "--out")
+            except PlotError as e:
+                raise BenchPlotError(str(e)) from None
         records = load_records(args.bench)
         if any(r.get("kind") == "update" and "hidden" in r for r in records):  # --only tapes
             plot_tapes(records, out)
@@ -435,6 +441,9 @@ def main(argv=None) -> int:
             print(f"wrote {scan_out}")
     except BenchPlotError as e:
         print(f"{PROG}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the file system changed under us after the checks
+        print(f"{PROG}: error: cannot write {e.filename or out}: {e.strerror or e}", file=sys.stderr)
         return 2
     return 0
 

@@ -407,3 +407,50 @@ def test_table_and_compare_refuse_bad_outputs_and_summaries(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(tmp_path / "fig.png") and (tmp_path / "fig.png").is_file()
     assert compare.main([str(good), "--out", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------
+# hostile inputs, each once a traceback or a hang: one line, exit 2, nothing written
+# ------------------------------------------------------------------------------------------------
+def _one_line(args, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("field, value", [("seeds_in_program", [1]), ("env_steps", "many"), ("target", {"a": 1})])
+def test_table_refuses_a_summary_field_of_the_wrong_type(tiny_run, tmp_path, field, value):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps(dict(summary, **{field: value})))
+    err = _one_line(["plotting.table", str(run)], tmp_path)
+    assert f"field '{field}'" in err, err
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["plotting.dynamics", "{run}", "--out", "{tmp}/x.xyz"], "unknown figure type .xyz"),
+    (["plotting.compare", "{run}", "--out", "{tmp}/x.xyz"], "unknown figure type .xyz"),
+    (["plotting.psychometric", "{run}", "--out", "{tmp}/x.xyz"], "unknown figure type .xyz"),
+    (["plotting.dynamics", "{run}", "--seed", "18446744073709551616", "--out", "{tmp}/d.png"], "--seed"),
+    (["plotting.dynamics", "{run}", "--num-envs", "1000000000", "--out", "{tmp}/d.png"], "--num-envs"),
+    (["plotting.psychometric", "{run}", "--num-envs", "100000000", "--out", "{tmp}/p.png"], "--num-envs"),
+    (["plotting.psychometric", "{run}", "--trials", "1000000000", "--out", "{tmp}/p.png"], "--trials"),
+    (["plotting.psychometric", "{run}", "--out", "/proc/no-such-place/p.png"], "--out"),
+    (["benchmarks.panel", "--table-only", "--out", "{tmp}/panel", "--figure", "{tmp}/x.xyz"], "unknown figure type"),
+])
+def test_plotting_inputs_are_refused_before_any_work(tiny_run, tmp_path, args, needle):
+    args = [a.format(run=tiny_run, tmp=tmp_path) for a in args]
+    err = _one_line(args, tmp_path)
+    assert needle in err, err
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()], list(tmp_path.rglob("*"))
+
+
+def test_throughput_plot_refuses_an_unwritable_out(tmp_path):
+    """/proc takes no new file, even for root (a read-only folder does not stop root)."""
+    err = _one_line(["plotting.throughput", str(ROOT / "figures" / "throughput_cpu_quick.json"), "--out",
+                     "/proc/t.png"], tmp_path)
+    assert "--out /proc/t.png" in err, err

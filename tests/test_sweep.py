@@ -280,3 +280,25 @@ def test_a_damaged_sweep_plan_is_refused_on_resume_in_one_line(reference, tmp_pa
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "sweep.json" in err and needle in err and "Traceback" not in err, err
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+
+
+@pytest.mark.parametrize("edit, extra, needle", [
+    (lambda plan: plan["programs"][0]["runs"][0].pop("config"), [], "runs[0].config"),
+    (lambda plan: plan.update(grid=[1]), [], "grid"),
+    (lambda plan: None, ["--out", "sweep.xyz"], "unknown figure type .xyz"),
+    (lambda plan: None, ["--table", "/proc/no-such-place/s.md"], "--table"),
+])
+def test_plotting_sweep_refuses_before_writing_anything(reference, tmp_path, edit, extra, needle):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(reference, out)
+    plan = json.loads((out / "sweep.json").read_text())
+    edit(plan)
+    (out / "sweep.json").write_text(json.dumps(plan))
+    extra = [str(out / e) if e.startswith("sweep.") else e for e in extra]
+    proc = subprocess.run([sys.executable, "-m", "plotting.sweep", str(out), *extra], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and len(err.splitlines()) == 1 and needle in err and "Traceback" not in err, err
+    assert not (out / "sweep.md").exists() and not (out / "sweep.png").exists()
