@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -53,48 +54,114 @@ TARGET_FRACTION = 0.9
 NOTHING_TO_LEARN = {t for t, s in SCORES.items() if s.ceiling is None}  # judged, but with no ceiling
 
 
+def _script(setting: str) -> str:
+    if setting not in SETTINGS:
+        raise ValueError(setting)
+    return "segment_dqn.py" if setting == "segment_mpn" else "tape_dqn.py"
+
+
 def command(setting: str, task: str, seeds: int, steps: int, sets=()) -> list[str]:
     """The training command of one (setting, task) program, without --out; `sets`: extra
     KEY=VALUE overrides for every program."""
     exp = ROOT / "experiments" / TASK_META[task].module
     if setting == "tape_mpn":
-        cmd = ["tape_dqn.py", str(exp / "tape_mpn.yaml")]
+        cmd = [str(exp / "tape_mpn.yaml")]
     elif setting in ("tape_gru", "reference"):
-        cmd = ["tape_dqn.py", str(exp / "tape_gru.yaml")]
-    elif setting == "segment_mpn":
-        cmd = ["segment_dqn.py", str(exp / "tape_mpn.yaml"), *SEGMENT]
+        cmd = [str(exp / "tape_gru.yaml")]
     else:
-        raise ValueError(setting)
-    return [sys.executable, str(ROOT / cmd[0]), *cmd[1:], "--seeds", str(seeds),
+        cmd = [str(exp / "tape_mpn.yaml"), *SEGMENT]
+    return [sys.executable, str(ROOT / _script(setting)), *cmd, "--seeds", str(seeds),
             "--set", f"train.total_env_steps={steps}", *[a for kv in sets for a in ("--set", kv)], "--no-progress"]
 
 
-def finished(out: Path, seeds: int) -> bool:
-    return all((out / (f"seed{k}" if seeds > 1 else "") / "summary.json").is_file() for k in range(seeds))
+def resume_command(setting: str, out: Path) -> list[str]:
+    """The command that continues an interrupted program: the run folder holds its own config."""
+    return [sys.executable, str(ROOT / _script(setting)), "--resume", str(out), "--no-progress"]
+
+
+def finished(out: Path) -> bool:
+    """Whether every seed of the program in `out` has its summary (the seeds are the ones its
+    run.json names, whatever the first seed was)."""
+    try:
+        seeds = json.loads((out / "run.json").read_text())["seeds"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    dirs = [out] if len(seeds) == 1 else [out / f"seed{k}" for k in seeds]
+    return all((d / "summary.json").is_file() for d in dirs)
 
 
 class BadRun(Exception):
     """A program refused its input (exit status 2): every other program would refuse it too."""
 
 
+class Stopped(Exception):
+    """The panel got SIGINT or SIGTERM; its running program was stopped the same way."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _die_with_parent():
+    # the child gets SIGTERM (and checkpoints) if the panel itself is killed, even with kill -9
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def run_child(cmd: list[str], log: Path) -> int:
+    """Run one training program to its end, output to `log`. A SIGINT or SIGTERM to the panel is
+    passed to the program once (it checkpoints and stops), then Stopped is raised. The program
+    runs in its own session, so a Ctrl-C in the terminal reaches it only through the panel."""
+    heard = []
+
+    def forward(signum, frame):
+        heard.append(signum)
+        if len(heard) == 1 and proc.poll() is None:
+            proc.send_signal(signum)
+
+    with open(log, "a") as f:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, preexec_fn=_die_with_parent)
+        previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            rc = proc.wait()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+    if heard:
+        raise Stopped(heard[0])
+    return rc
+
+
 def train(setting: str, task: str, out: Path, seeds: int, steps: int, sets=()) -> bool:
     """Run (or resume) one program unless it has finished; True when its run folders are complete.
-    Raises BadRun with the program's one-line error when it refused its input."""
-    if finished(out, seeds):
+    Raises BadRun with the program's one-line error when it refused its input (its log, and the
+    folders made for it, removed), Stopped on a signal."""
+    if finished(out):
         return True
-    cmd = command(setting, task, seeds, steps, sets)
-    cmd += ["--resume", str(out)] if (out / "run.json").is_file() else ["--out", str(out)]
+    resume = (out / "run.json").is_file()
+    cmd = resume_command(setting, out) if resume else [*command(setting, task, seeds, steps, sets), "--out", str(out)]
     print(f"{PROG}: {setting} on {task}: {' '.join(cmd[1:])}", flush=True)
     log = out.parent / f"{out.name}.log"
+    made = [d for d in (out.parent, out.parent.parent) if not d.exists()]
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a") as f:
-        rc = subprocess.run(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+    new_log = not log.exists()
+    rc = run_child(cmd, log)
     if rc == 2:
         lines = [x for x in log.read_text(errors="replace").splitlines() if x.strip()]
+        if new_log:
+            log.unlink(missing_ok=True)
+        for d in made:  # innermost first; only the empty folders this call made
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
         raise BadRun(f"{setting} on {task}: {lines[-1] if lines else 'exit status 2'}")
     if rc != 0:
         print(f"{PROG}: {setting} on {task} failed (exit {rc}); see {log}", file=sys.stderr, flush=True)
-    return rc == 0 and finished(out, seeds)
+    return rc == 0 and finished(out)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -350,6 +417,10 @@ def main(argv=None) -> int:
             run_all(args, out_root)
         except BadRun as e:
             return cli_error(PROG, str(e))
+        except Stopped as e:
+            print(f"{PROG}: {signal.Signals(e.signum).name}: the running program checkpointed and stopped; "
+                  "run the same command again to continue", file=sys.stderr)
+            return 128 + e.signum
     try:
         rows = panel_rows(out_root, args.tasks, args.settings)
     except PlotError as e:

@@ -111,3 +111,51 @@ def test_unwritable_out_and_empty_folder(tmp_path):
     assert r.returncode == 2 and "cannot write" in r.stderr
     r = run("--out", str(tmp_path / "empty"), "--table-only")
     assert r.returncode == 2 and "no run folders" in r.stderr
+
+
+SMALL = ["--set", "model.memory_kwargs={hidden: 8}", "--set", "model.head=[8]", "--set", "train.learning_starts=256",
+         "--set", "eval.trials=50", "--set", "eval.num_envs=16"]
+
+
+def test_sigterm_stops_the_program_too_and_a_rerun_resumes_it(tmp_path):
+    """SIGTERM to the panel once left its child training as an orphan, and a rerun could never
+    resume (it passed --seeds and --set along with --resume). Here the child checkpoints and stops
+    with the panel, and the rerun continues it from its checkpoint to the end, seeds 3 and 4
+    (with --set seed=3 the panel once never saw the program as finished)."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "panel"
+    args = ["--out", str(out), "--tasks", "GoNogo-v0", "--settings", "tape_mpn", "--seeds", "2", "--steps", "20480",
+            "--reps", "50", *SMALL, "--set", "eval.every_env_steps=1024", "--set", "checkpoint.every_updates=8",
+            "--set", "seed=3"]
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.panel", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    program = out / "tape_mpn" / "go_nogo"
+    t0 = time.time()
+    while not ((program / "checkpoint.pkl").is_file() and (program / "seed4" / "metrics.csv").is_file()
+               and len((program / "seed4" / "metrics.csv").read_text().splitlines()) >= 2):
+        assert proc.poll() is None and time.time() - t0 < 300, proc.stderr.read() if proc.poll() is not None else ""
+        time.sleep(0.1)
+    child = int((program / ".lock").read_text())
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "SIGTERM" in err and "run the same command again" in err and "Traceback" not in err, err
+    with pytest.raises(ProcessLookupError):  # the program stopped with the panel
+        os.kill(child, 0)
+    assert not (program / "seed4" / "summary.json").exists()
+    r = run(*args)
+    assert r.returncode == 0, r.stderr
+    assert "--resume" in r.stdout
+    assert all((program / f"seed{s}" / "summary.json").is_file() for s in (3, 4))
+    r = run(*args)  # now finished: nothing trains again
+    assert r.returncode == 0 and "tape_dqn.py" not in r.stdout, r.stdout
+
+
+def test_a_refused_program_leaves_no_log_or_folder(tmp_path):
+    out = tmp_path / "p"
+    r = run("--out", str(out), "--tasks", "GoNogo-v0", "--settings", "tape_mpn", "--set", "train.lrr=1")
+    assert r.returncode == 2 and "train.lrr" in r.stderr
+    assert not [p for p in out.rglob("*")], list(out.rglob("*"))
