@@ -99,6 +99,9 @@ def _label(setting: dict) -> str:
     return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", ",".join(parts))
 
 
+MAX_LABEL = 200  # characters of a setting's folder name (file systems take 255 bytes)
+
+
 def make_plan(config_path: str, grid: dict, seeds: int, batching: str, sets: list[str]) -> dict:
     """Validate every setting like the entry points do (one ConfigError line) and group the runs
     into programs: one per combination of the keys that change shapes or code."""
@@ -148,6 +151,9 @@ def make_plan(config_path: str, grid: dict, seeds: int, batching: str, sets: lis
             if cfg_p is None:
                 cfg_p = cfg
             label = _label(setting)
+            if len(label) > MAX_LABEL or label in (".", ".."):
+                raise ConfigError(f"--grid: the setting {short(label, 60)} makes a folder name of {len(label)} "
+                                  f"characters (at most {MAX_LABEL}); give shorter values")
             for s in range(cfg["seed"], cfg["seed"] + seeds):
                 runs.append(dict(setting=setting, seed=s, dir=f"{label}/seed{s}",
                                  hp={k: _get(cfg, k) for k in value_keys}, config={**cfg, "seed": s}))
@@ -404,6 +410,8 @@ def _wait_for(path: Path, plan: dict, timeout: float = 600.0) -> None:
     import time
 
     t0 = time.monotonic()
+    if not path.is_file():
+        print(f"{PROG}: waiting for process 0 to write {path} (at most {timeout:.0f} s)", file=sys.stderr, flush=True)
     while not path.is_file():
         if time.monotonic() - t0 > timeout:
             raise ConfigError(f"--out {path.parent}: process 0 did not write {PLAN} within {timeout:.0f} s")

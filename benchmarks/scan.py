@@ -29,7 +29,9 @@ import json
 import statistics
 import time
 
-import jax
+from jaxenv import import_jax
+
+jax = import_jax("python -m benchmarks.scan")  # JAX's environment variables, checked in one line
 import jax.numpy as jnp
 import numpy as np
 

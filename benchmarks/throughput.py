@@ -63,7 +63,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import jax
+from jaxenv import import_jax
+
+jax = import_jax("python -m benchmarks.throughput")  # JAX's environment variables, checked in one line
 import jax.numpy as jnp
 import numpy as np
 

@@ -70,6 +70,7 @@ from plotting.common import (
     PlotError, _first_line, check_figure, check_simulation, check_writable, cli_error, find_runs, group_label,
     load_summary, use_agg,
 )
+from jaxenv import import_jax
 from oneline import OneLineParser
 
 PROG = "python -m plotting.dynamics"
@@ -735,6 +736,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated envs (default 0)")
     p.add_argument("--num-envs", type=int, default=32, help="envs simulated in parallel (default 32)")
     args = p.parse_args(argv)
+    import_jax(PROG)  # JAX's environment variables, checked in one line
     try:
         fig, json_path, dpaths, _ = dynamics(args.run, args.out, args.data, args.trials, args.seed, args.num_envs)
     except PlotError as e:

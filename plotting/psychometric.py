@@ -29,6 +29,7 @@ from plotting.common import (
     PlotError, check_figure, check_simulation, check_writable, cli_error, find_runs, group_label, load_summary, use_agg,
     wilson_ci,
 )
+from jaxenv import import_jax
 from oneline import OneLineParser
 
 PROG = "python -m plotting.psychometric"
@@ -226,6 +227,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the simulated envs (default 0)")
     p.add_argument("--num-envs", type=int, default=64, help="envs simulated in parallel (default 64)")
     args = p.parse_args(argv)
+    import_jax(PROG)  # JAX's environment variables, checked in one line
     try:
         check_simulation(args.trials, MAX_TRIALS, args.seed, args.num_envs)
         check_figure(args.out, "--out")

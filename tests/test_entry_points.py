@@ -263,7 +263,9 @@ def test_both_backends_share_one_schedule(tmp_path):
     assert steps["neurogym"] == steps["jax"] == [(192, 8), (384, 20), (576, 32), (640, 36)]
 
 
-@pytest.mark.parametrize("command", [["tape_dqn.py"], ["segment_dqn.py"], ["-m", "sweep"]])
+@pytest.mark.parametrize("command", [["tape_dqn.py"], ["segment_dqn.py"], ["-m", "sweep"], ["-m", "plotting.dynamics"],
+                                     ["-m", "plotting.psychometric"], ["-m", "benchmarks.throughput"],
+                                     ["-m", "benchmarks.scan"]])
 @pytest.mark.parametrize("variable, value", [("JAX_PLATFORMS", "gpu"), ("JAX_NUM_CPU_DEVICES", "abc")])
 def test_a_jax_variable_jax_refuses_is_one_line(tmp_path, command, variable, value):
     """Once a traceback from inside jax (at import, or when its backend starts)."""

@@ -163,6 +163,7 @@ def test_table_and_plot(reference, tmp_path):
     (["--grid", "train.lr=0.1", "--grid", "train.lr=0.2"], "given twice"),
     (["--seeds", "0"], "--seeds 0"),
     (["--set", "seed=4294967295", "--seeds", "2"], "pass 2**32 - 1"),
+    (["--grid", "env.kwargs.foo=" + "x" * 300], "makes a folder name of"),
 ])
 def test_bad_grids_are_one_line_and_write_nothing(experiment, tmp_path, capsys, flags, needle):
     out = tmp_path / "bad"
