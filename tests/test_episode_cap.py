@@ -128,3 +128,10 @@ def reference_share(lengths, trials, max_steps):
 @given(st.lists(st.integers(1, 12), min_size=1, max_size=40), st.integers(1, 5), st.integers(1, 60))
 def test_cut_share_agrees_with_the_episode_rule(lengths, trials, max_steps):
     assert cut_share(lengths, trials, max_steps) == pytest.approx(reference_share(lengths, trials, max_steps))
+
+
+def test_a_lane_too_short_for_the_measured_cap_is_refused(tmp_path, capsys):
+    assert cli_main([str(PDM), "--out", str(tmp_path / "run"), "--set", "tape.lanes=16"], "tape") == 2
+    err = capsys.readouterr().err.strip()
+    assert "tape.lanes: a lane of 64 rows" in err and "up to 111 rows" in err and "auto is 5 trials x 22" in err, err
+    assert not (tmp_path / "run").exists()

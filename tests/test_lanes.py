@@ -258,7 +258,8 @@ def test_config_checks_tape_lanes(lanes, message):
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / 'experiments' / 'perceptual_decision_making' / 'tape_mpn.yaml'
-    assert load(path, ['tape.lanes=4'])['tape']['lanes'] == 4
+    cap = 'episode.max_steps=200'  # a given cap is checked at load; auto once it is measured (cli)
+    assert load(path, ['tape.lanes=4', cap])['tape']['lanes'] == 4
     with pytest.raises(ConfigError) as err:
-        load(path, [f'tape.lanes={lanes}'])
+        load(path, [f'tape.lanes={lanes}', cap])
     assert message in str(err.value) and '\n' not in str(err.value)

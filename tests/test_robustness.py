@@ -116,7 +116,7 @@ def test_non_finite_loss_stops_the_run_naming_the_update(tmp_path):
 
 def test_a_buffer_that_cannot_fit_fails_at_once_quoting_the_figure(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "tape_dqn.py", EXPERIMENT, "--out", str(tmp_path / "run"), "--set", "train.buffer_capacity=100000000000"],
+        [sys.executable, "tape_dqn.py", EXPERIMENT, "--out", str(tmp_path / "run"), "--set", "train.buffer_capacity=2000000000"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 2
