@@ -16,17 +16,33 @@ def _variable(message: str) -> str:
     return "JAX_PLATFORMS" if "backend" in message.lower() or "platform" in message.lower() else "a JAX variable"
 
 
-def import_jax(prog: str):
-    """`import jax` and start its backend; on a value JAX refuses, print one line and exit 2."""
+def _refuse(prog: str, e: Exception):
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    name = _variable(text)
+    value = os.environ.get(name)
+    shown = f"{name}={value!r}" if value is not None else name
+    print(f"{prog}: error: environment variable {shown}: {text[:200]}", file=sys.stderr)
+    sys.exit(2)
+
+
+def import_jax(prog: str, start: bool = True):
+    """`import jax` and (start) its backend; on a value JAX refuses, print one line and exit 2.
+    start=False for a program that must call jax.distributed.initialize first (start_backend
+    afterwards)."""
     try:
         import jax
-
-        jax.devices()
-        return jax
     except (ValueError, RuntimeError) as e:
-        text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        name = _variable(text)
-        value = os.environ.get(name)
-        shown = f"{name}={value!r}" if value is not None else name
-        print(f"{prog}: error: environment variable {shown}: {text[:200]}", file=sys.stderr)
-        sys.exit(2)
+        _refuse(prog, e)
+    if start:
+        start_backend(prog)
+    return jax
+
+
+def start_backend(prog: str) -> None:
+    """Start JAX's backend (jax.devices()); a platform this machine lacks is one line, exit 2."""
+    import jax
+
+    try:
+        jax.devices()
+    except (ValueError, RuntimeError) as e:
+        _refuse(prog, e)

@@ -309,6 +309,9 @@ def _distributed(args) -> tuple[int, int]:
             jax.distributed.initialize(**kwargs)
         except Exception as e:  # a wrong address or count fails in many ways
             raise ConfigError(f"--coordinator: cannot join the distributed run: {one_line(e)}") from None
+    from jaxenv import start_backend
+
+    start_backend(PROG)  # JAX_PLATFORMS naming a platform this machine lacks: one line
     return jax.process_index(), jax.process_count()
 
 
@@ -437,5 +440,5 @@ def _is_sweep_file(path: str) -> bool:
 if __name__ == "__main__":
     from jaxenv import import_jax
 
-    import_jax(PROG)  # JAX's environment variables, checked in one line
+    import_jax(PROG, start=False)  # JAX's environment variables; the backend after jax.distributed
     sys.exit(main())
