@@ -130,6 +130,9 @@ def main(argv=None) -> int:
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"))
     a = p.parse_args(argv)
     if a.compare:
+        for d in map(Path, a.compare):  # a folder of no fingerprint would read as "every run differs"
+            if not (d / "jax").is_dir() and not (d / "neurogym").is_dir():
+                p.error(f"--compare {d}: not a folder written by --out (no jax/ or neurogym/ in it)")
         return compare(Path(a.compare[0]), Path(a.compare[1]), a.only)
     if not a.out:
         p.error("give --out DIR or --compare OLD NEW")

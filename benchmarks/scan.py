@@ -26,6 +26,7 @@ jax version, backend and device name. --plot: time vs T, log-log, one panel per 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import statistics
 import time
 
@@ -219,6 +220,20 @@ def main(argv=None) -> None:
     ap.add_argument('--max-seconds', type=float, default=120.0,
                     help='skip a record whose extrapolated time exceeds this')
     args = ap.parse_args(argv)
+    from plotting.common import PlotError, check_figure, check_writable
+
+    try:  # every input checked before minutes of measuring
+        for name, values in (("--lengths", args.lengths), ("--hidden", args.hidden), ("--reps", [args.reps])):
+            if any(v is not None and not 1 <= v <= 10**8 for v in values or []):
+                raise PlotError(f"{name}: every value must lie in [1, 1e8]")
+        if not (args.max_gb > 0 and args.max_seconds > 0):  # NaN fails too
+            raise PlotError("--max-gb and --max-seconds must be positive numbers")
+        if args.out:
+            check_writable(Path(args.out), "--out")
+        if args.plot:
+            check_writable(check_figure(args.plot, "--plot"), "--plot")
+    except PlotError as e:
+        ap.exit(2, f"{ap.prog}: error: {e}\n")
     grid = QUICK if args.quick else FULL
     lengths = tuple(args.lengths or grid['lengths'])
     hiddens = tuple(args.hidden or grid['hidden'])

@@ -91,7 +91,8 @@ def compare(out: Path, steps: int) -> list[dict]:
 
 def main(argv=None) -> int:
     p = OneLineParser(prog="python -m benchmarks.sweep", description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="figures/sweep_benchmark.json")
+    p.add_argument("--out", required=True, help="JSON file to write (the repository's record is "
+                   "figures/sweep_benchmark.json, written only when named)")
     p.add_argument("--work", help="folder for the runs (default: a temporary folder)")
     p.add_argument("--runs", type=int, nargs="+", default=[1, 5, 20, 80])
     p.add_argument("--devices", type=int, nargs="+", default=[1, 2])
@@ -99,6 +100,18 @@ def main(argv=None) -> int:
     p.add_argument("--compare-steps", type=int, default=100_000)
     p.add_argument("--skip-compare", action="store_true")
     a = p.parse_args(argv)
+    from plotting.common import PlotError, check_writable
+
+    if not all(1 <= r <= 4096 for r in a.runs) or not all(1 <= d <= 64 for d in a.devices):
+        p.error("--runs must lie in [1, 4096] and --devices in [1, 64]")
+    if a.steps < 1 or a.compare_steps < 1:
+        p.error("--steps and --compare-steps must be positive")
+    try:  # before any of the minutes of training
+        check_writable(Path(a.out), "--out")
+    except PlotError as e:
+        p.exit(2, f"{p.prog}: error: {e}\n")
+    if a.work and Path(a.work).exists() and not Path(a.work).is_dir():
+        p.error(f"--work {a.work}: exists and is not a folder")
     work = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="sweep-bench-"))
     import platform
 

@@ -1132,12 +1132,14 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.out is not None:
         out = Path(args.out)
-        if out.is_dir():
-            p.error(f"--out {out}: is a directory")
-        if not out.parent.is_dir():
+        if not out.parent.is_dir():  # not made for the user: a typo would write somewhere unexpected
             p.error(f"--out {out}: folder {out.parent} does not exist")
-        if not os.access(out.parent, os.W_OK):
-            p.error(f"--out {out}: folder {out.parent} is not writable")
+        from plotting.common import PlotError, check_writable
+
+        try:  # tried for real (root passes os.access where it still cannot write, e.g. /proc)
+            check_writable(out, "--out")
+        except PlotError as e:
+            p.exit(2, f"{p.prog}: error: {e}\n")
     if args.episodes is not None and args.episodes not in TASKS + ("pdm-like",):
         p.error(f"--episodes {args.episodes}: expected one of {', '.join(TASKS + ('pdm-like',))}")
     if args.trace is not None and Path(args.trace).exists() and not Path(args.trace).is_dir():

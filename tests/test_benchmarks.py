@@ -229,3 +229,25 @@ def test_coldstart_parse_and_report():
     with pytest.raises(SystemExit) as e:
         cs.main(["--runs", "0"])
     assert e.value.code == 2
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["benchmarks.throughput", "--quick", "--out", "/proc/x.json"], "--out /proc/x.json"),
+    (["benchmarks.scan", "--lengths", "-5"], "--lengths"),
+    (["benchmarks.scan", "--out", "/proc/x.json"], "--out /proc/x.json"),
+    (["benchmarks.scan", "--max-gb", "nan"], "--max-gb"),
+    (["benchmarks.fingerprint", "--compare", "/nonexistent", "/tmp"], "--compare /nonexistent"),
+    (["benchmarks.sweep", "--runs", "0", "--out", "{tmp}/s.json"], "--runs"),
+    (["benchmarks.sweep", "--out", "/proc/x.json"], "--out /proc/x.json"),
+    (["benchmarks.sweep", "--runs", "1"], "--out"),  # no default: it once overwrote the committed record
+])
+def test_benchmark_inputs_are_refused_before_any_work(tmp_path, args, needle):
+    """Each once measured for minutes and then failed (or exited 1) instead of refusing at once."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", *[a.format(tmp=tmp_path) for a in args]], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and len(err.splitlines()) == 1 and needle in err and "Traceback" not in err, err
+    assert not list(tmp_path.iterdir())
