@@ -260,6 +260,18 @@ def test_one_process_per_sweep_folder_and_kill_9_then_resume_is_exact(experiment
         assert_same_run(out / d, reference / d, exact=True)
 
 
+def edited_copy(reference: Path, tmp_path: Path, edit) -> Path:
+    """A copy of the reference sweep folder whose sweep.json went through edit(plan)."""
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(reference, out)
+    plan = json.loads((out / "sweep.json").read_text())
+    edit(plan)
+    (out / "sweep.json").write_text(json.dumps(plan))
+    return out
+
+
 @pytest.mark.parametrize("edit, needle", [
     (lambda plan: plan["programs"][0].pop("runs"), "programs[0].runs"),
     (lambda plan: plan["programs"][0]["config"]["model"]["memory_kwargs"].update(hidden=0), "hidden"),
@@ -269,13 +281,7 @@ def test_one_process_per_sweep_folder_and_kill_9_then_resume_is_exact(experiment
     (lambda plan: plan.update(format=99), "format"),
 ])
 def test_a_damaged_sweep_plan_is_refused_on_resume_in_one_line(reference, tmp_path, capsys, edit, needle):
-    import shutil
-
-    out = tmp_path / "copy"
-    shutil.copytree(reference, out)
-    plan = json.loads((out / "sweep.json").read_text())
-    edit(plan)
-    (out / "sweep.json").write_text(json.dumps(plan))
+    out = edited_copy(reference, tmp_path, edit)
     before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
     assert sweep.main(["--resume", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
@@ -290,13 +296,7 @@ def test_a_damaged_sweep_plan_is_refused_on_resume_in_one_line(reference, tmp_pa
     (lambda plan: None, ["--table", "/proc/no-such-place/s.md"], "--table"),
 ])
 def test_plotting_sweep_refuses_before_writing_anything(reference, tmp_path, edit, extra, needle):
-    import shutil
-
-    out = tmp_path / "copy"
-    shutil.copytree(reference, out)
-    plan = json.loads((out / "sweep.json").read_text())
-    edit(plan)
-    (out / "sweep.json").write_text(json.dumps(plan))
+    out = edited_copy(reference, tmp_path, edit)
     extra = [str(out / e) if e.startswith("sweep.") else e for e in extra]
     proc = subprocess.run([sys.executable, "-m", "plotting.sweep", str(out), *extra], cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
